@@ -1,0 +1,3 @@
+from ocirun.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""The exception hierarchy. Every error renders as one line that names the field, path or syscall."""
+import os
+
+
+class OciError(Exception):
+    """Base of every error ocirun reports; the CLI prints str(e) and exits with exit_code."""
+
+    exit_code = 1
+
+
+class ConfigError(OciError):
+    """A config.json field is wrong: rendered as `<json path>: <message>`."""
+
+    def __init__(self, path: str, msg: str):
+        self.path = path
+        self.msg = msg
+        super().__init__(f"{path}: {msg}" if path else msg)
+
+
+class ContainerNotFound(OciError):
+    def __init__(self, cid: str):
+        super().__init__(f"container {cid} does not exist")
+
+
+class ContainerExists(OciError):
+    def __init__(self, cid: str):
+        super().__init__(f"container with id exists: {cid}")
+
+
+class InvalidState(OciError):
+    """An operation is not allowed in the container's current status."""
+
+    def __init__(self, cid: str, status: str, op: str, msg: str | None = None):
+        self.status = status
+        super().__init__(msg or f"cannot {op} container {cid} in status {status}")
+
+
+class CgroupError(OciError):
+    pass
+
+
+class HookError(OciError):
+    pass
+
+
+class InitError(OciError):
+    """The container's init process reported a failure while setting up."""
+
+
+class SyscallError(OciError, OSError):
+    """A failed system call, with what it was called on: `mount src=proc, dst=/x, flags=...: errno text`."""
+
+    def __init__(self, errno: int, op: str, detail: str = ""):
+        self.errno = errno
+        self.op = op
+        self.detail = detail
+        text = os.strerror(errno)
+        OSError.__init__(self, errno, text)
+        self.args = (errno, text)
+        self.message = f"{op} {detail}: {text}" if detail else f"{op}: {text}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_oserror(exc: OSError) -> str:
+    """OSError as one line: `open /x: No such file or directory` (runc words that podman matches)."""
+    if isinstance(exc, SyscallError):
+        return str(exc)
+    text = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{exc.filename}: {text}"
+    return text
