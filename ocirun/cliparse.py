@@ -41,7 +41,7 @@ def parse(argv: list[str], flags: dict[str, str], aliases: dict[str, str] | None
         name = aliases.get(name, name)
         kind = flags.get(name)
         if kind is None:
-            raise UsageError(f"flag provided but not defined: {arg.split('=')[0]}")
+            raise UsageError(f"flag provided but not defined: -{name}")
         if kind == "bool":
             opts[name] = value.lower() not in ("false", "0") if eq else True
             continue

@@ -19,7 +19,8 @@ class ConfigError(OciError):
 
 class ContainerNotFound(OciError):
     def __init__(self, cid: str):
-        super().__init__(f"container {cid} does not exist")
+        self.id = cid
+        super().__init__("container does not exist")
 
 
 class ContainerExists(OciError):

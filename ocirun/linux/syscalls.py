@@ -245,3 +245,330 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
 
 def pidfd_open(pid: int) -> int:
     return os.pidfd_open(pid)
+
+
+# --- filesystems (rootfs: fstatfs checks, fsopen/fsconfig/fsmount for detached mounts) ---------------
+
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+FSOPEN_CLOEXEC = 0x1
+FSMOUNT_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+
+
+def fstatfs_type(fd: int) -> int:
+    """f_type of fstatfs(2) (os.fstatvfs has no f_type): PROC_SUPER_MAGIC, TMPFS_MAGIC, ..."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit; f_type comes first
+    _call(_libc.fstatfs, ctypes.c_int(fd), buf, op="fstatfs", detail=f"fd {fd}")
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
+    return _raw("fsopen", _fsdecode(fstype), ctypes.c_uint(flags), detail=fstype)
+
+
+def fsconfig(fs_fd: int, cmd: int, key: str | None = None, value: str | None = None, aux: int = 0,
+             *, label: str = "") -> None:
+    _raw("fsconfig", ctypes.c_int(fs_fd), ctypes.c_uint(cmd), _fsdecode(key), _fsdecode(value),
+         ctypes.c_int(aux), detail=label or f"{key}={value}")
+
+
+def fsmount(fs_fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0, *, label: str = "") -> int:
+    return _raw("fsmount", ctypes.c_int(fs_fd), ctypes.c_uint(flags), ctypes.c_uint(attr_flags), detail=label)
+
+
+# --- scheduling, I/O priority, NUMA policy (appended for ocirun/security.py) ---------------------
+
+# Numbers of the query calls used to verify the setters (not in _NR above).
+_NR_QUERY = {
+    "ioprio_get": {"x86_64": 252, "aarch64": 31}.get(_ARCH),
+    "sched_getattr": {"x86_64": 315, "aarch64": 275}.get(_ARCH),
+    "get_mempolicy": {"x86_64": 239, "aarch64": 236}.get(_ARCH),
+}
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_WHO_PGRP = 2
+IOPRIO_CLASS_SHIFT = 13
+
+
+def ioprio_set(which: int, who: int, ioprio: int) -> None:
+    _raw("ioprio_set", ctypes.c_int(which), ctypes.c_int(who), ctypes.c_int(ioprio),
+         detail=f"which={which} who={who} ioprio={ioprio:#x}")
+
+
+def ioprio_get(which: int, who: int) -> int:
+    nr = _NR_QUERY["ioprio_get"]
+    if nr is None:
+        raise SyscallError(_errno.ENOSYS, "ioprio_get", f"(no syscall number known for {_ARCH})")
+    return _call(_syscall, ctypes.c_long(nr), ctypes.c_int(which), ctypes.c_int(who), op="ioprio_get")
+
+
+class _SchedAttr(ctypes.Structure):
+    # struct sched_attr, SCHED_ATTR_SIZE_VER1 (56 bytes, with the utilization clamps)
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
+                ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32),
+                ("sched_runtime", ctypes.c_uint64), ("sched_deadline", ctypes.c_uint64),
+                ("sched_period", ctypes.c_uint64), ("sched_util_min", ctypes.c_uint32),
+                ("sched_util_max", ctypes.c_uint32)]
+
+
+def sched_setattr(pid: int, policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
+                  runtime: int = 0, deadline: int = 0, period: int = 0, *, label: str = "") -> None:
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period, 0, 0)
+    _raw("sched_setattr", ctypes.c_int(pid), ctypes.byref(attr), ctypes.c_uint(0),
+         detail=label or f"policy={policy} flags={flags:#x} nice={nice} priority={priority}")
+
+
+def sched_getattr(pid: int = 0) -> dict:
+    """sched_getattr(2) as a dict with the struct sched_attr field names (without the sched_ prefix)."""
+    nr = _NR_QUERY["sched_getattr"]
+    if nr is None:
+        raise SyscallError(_errno.ENOSYS, "sched_getattr", f"(no syscall number known for {_ARCH})")
+    attr = _SchedAttr()
+    _call(_syscall, ctypes.c_long(nr), ctypes.c_int(pid), ctypes.byref(attr),
+          ctypes.c_uint(ctypes.sizeof(attr)), ctypes.c_uint(0), op="sched_getattr")
+    return {name.removeprefix("sched_"): getattr(attr, name) for name, _ in _SchedAttr._fields_}
+
+
+def _nodemask(nodes: set[int]) -> tuple:
+    words = max(nodes, default=0) // 64 + 1
+    mask = (ctypes.c_ulong * words)()
+    for node in nodes:
+        mask[node // 64] |= 1 << (node % 64)
+    # The kernel reads maxnode - 1 bits (mm/mempolicy.c get_nodes), hence the + 1.
+    return mask, words * 64 + 1
+
+
+def set_mempolicy(mode: int, nodes: set[int]) -> None:
+    """set_mempolicy(2); `mode` includes the MPOL_F_* flags; an empty `nodes` passes a NULL mask."""
+    if nodes:
+        mask, maxnode = _nodemask(nodes)
+        _raw("set_mempolicy", ctypes.c_int(mode), mask, ctypes.c_ulong(maxnode),
+             detail=f"mode={mode:#x} nodes={sorted(nodes)}")
+    else:
+        _raw("set_mempolicy", ctypes.c_int(mode), None, ctypes.c_ulong(0), detail=f"mode={mode:#x}")
+
+
+def get_mempolicy() -> tuple[int, set[int]]:
+    """The calling thread's policy mode and node set (get_mempolicy(2) with flags 0)."""
+    nr = _NR_QUERY["get_mempolicy"]
+    if nr is None:
+        raise SyscallError(_errno.ENOSYS, "get_mempolicy", f"(no syscall number known for {_ARCH})")
+    mode = ctypes.c_int(0)
+    words = 16
+    mask = (ctypes.c_ulong * words)()
+    _call(_syscall, ctypes.c_long(nr), ctypes.byref(mode), mask, ctypes.c_ulong(words * 64),
+          ctypes.c_void_p(None), ctypes.c_ulong(0), op="get_mempolicy")
+    nodes = {w * 64 + b for w in range(words) for b in range(64) if mask[w] >> b & 1}
+    return mode.value, nodes
+
+
+# --- libseccomp (appended for ocirun/linux/seccomp.py) -------------------------------------------
+# libseccomp functions return -errno instead of setting errno; the library is loaded on first use
+# so that processes which never touch seccomp do not pay for it.
+
+class ScmpArgCmp(ctypes.Structure):
+    """struct scmp_arg_cmp: one argument comparison of a rule."""
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
+
+class _ScmpVersion(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+_libseccomp_handle = None
+
+
+def _libseccomp():
+    global _libseccomp_handle
+    if _libseccomp_handle is None:
+        try:
+            lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+        except OSError as exc:
+            raise SyscallError(_errno.ENOSYS, "load libseccomp.so.2", str(exc)) from None
+        ctx, u32, cint = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
+        sigs = {
+            "seccomp_init": (ctx, [u32]),
+            "seccomp_release": (None, [ctx]),
+            "seccomp_arch_add": (cint, [ctx, u32]),
+            "seccomp_arch_resolve_name": (u32, [ctypes.c_char_p]),
+            "seccomp_arch_native": (u32, []),
+            "seccomp_syscall_resolve_name": (cint, [ctypes.c_char_p]),
+            "seccomp_rule_add_array": (cint, [ctx, u32, cint, ctypes.c_uint, ctypes.POINTER(ScmpArgCmp)]),
+            "seccomp_attr_set": (cint, [ctx, cint, u32]),
+            "seccomp_load": (cint, [ctx]),
+            "seccomp_export_bpf": (cint, [ctx, cint]),
+            "seccomp_notify_fd": (cint, [ctx]),
+            "seccomp_version": (ctypes.POINTER(_ScmpVersion), []),
+        }
+        for name, (restype, argtypes) in sigs.items():
+            func = getattr(lib, name)
+            func.restype = restype
+            func.argtypes = argtypes
+        _libseccomp_handle = lib
+    return _libseccomp_handle
+
+
+def _scmp_check(ret: int, op: str, detail: str = "") -> int:
+    if ret < 0:
+        raise SyscallError(-ret, op, detail)
+    return ret
+
+
+def scmp_version() -> tuple[int, int, int]:
+    v = _libseccomp().seccomp_version().contents
+    return v.major, v.minor, v.micro
+
+
+def scmp_init(default_action: int) -> int:
+    """seccomp_init(3): a new filter context (an opaque pointer, as an int)."""
+    ctx = _libseccomp().seccomp_init(default_action)
+    if not ctx:
+        raise SyscallError(_errno.EINVAL, "seccomp_init", f"default action {default_action:#x}")
+    return ctx
+
+
+def scmp_release(ctx: int) -> None:
+    _libseccomp().seccomp_release(ctx)
+
+
+def scmp_arch_resolve_name(name: str) -> int:
+    """The libseccomp token of an architecture name ("x86_64"), 0 when unknown."""
+    return _libseccomp().seccomp_arch_resolve_name(name.encode())
+
+
+def scmp_arch_native() -> int:
+    return _libseccomp().seccomp_arch_native()
+
+
+def scmp_arch_add(ctx: int, arch_token: int) -> None:
+    """seccomp_arch_add(3); adding an architecture already in the filter (the native one) is fine."""
+    ret = _libseccomp().seccomp_arch_add(ctx, arch_token)
+    if ret != -_errno.EEXIST:
+        _scmp_check(ret, "seccomp_arch_add", f"arch={arch_token:#x}")
+
+
+def scmp_syscall_resolve_name(name: str) -> int:
+    """The syscall number for the native arch (negative pseudo numbers for other-arch-only calls);
+    -1 (__NR_SCMP_ERROR) when libseccomp does not know the name."""
+    return _libseccomp().seccomp_syscall_resolve_name(name.encode())
+
+
+def scmp_rule_add(ctx: int, action: int, syscall_nr: int, args: list[tuple[int, int, int, int]],
+                  *, label: str = "") -> None:
+    """seccomp_rule_add_array(3); args are (index, op, datum_a, datum_b)."""
+    arr = (ScmpArgCmp * max(len(args), 1))(*[ScmpArgCmp(*a) for a in args])
+    _scmp_check(_libseccomp().seccomp_rule_add_array(ctx, action, syscall_nr, len(args), arr),
+                "seccomp_rule_add", label or f"syscall={syscall_nr}")
+
+
+def scmp_attr_set(ctx: int, attr: int, value: int, *, label: str = "") -> None:
+    _scmp_check(_libseccomp().seccomp_attr_set(ctx, attr, value), "seccomp_attr_set", label or f"attr={attr}")
+
+
+def scmp_load(ctx: int) -> None:
+    _scmp_check(_libseccomp().seccomp_load(ctx), "seccomp_load")
+
+
+def scmp_export_bpf(ctx: int, fd: int) -> None:
+    _scmp_check(_libseccomp().seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+
+
+def scmp_notify_fd(ctx: int) -> int:
+    return _scmp_check(_libseccomp().seccomp_notify_fd(ctx), "seccomp_notify_fd")
+
+
+# --- bpf(2): cgroup v2 device programs (ocirun/linux/cgroups/v2.py) --------------------------------
+
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_PROG_QUERY = 16
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+_BPF_ATTR_SIZE = 128     # bigger than every union member we use; the kernel wants the tail zeroed
+
+
+def _bpf(cmd: int, attr, *, op: str, detail: str = "") -> int:
+    return _call(_syscall, ctypes.c_long(_nr("bpf")), ctypes.c_int(cmd), ctypes.byref(attr),
+                 ctypes.c_uint(ctypes.sizeof(attr)), op=op, detail=detail)
+
+
+class _BpfProgLoadAttr(ctypes.Structure):
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
+                ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
+                ("prog_name", ctypes.c_char * 16), ("prog_ifindex", ctypes.c_uint32),
+                ("expected_attach_type", ctypes.c_uint32), ("_pad", ctypes.c_char * (_BPF_ATTR_SIZE - 72))]
+
+
+class _BpfAttachAttr(ctypes.Structure):
+    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
+                ("attach_flags", ctypes.c_uint32), ("replace_bpf_fd", ctypes.c_uint32),
+                ("_pad", ctypes.c_char * (_BPF_ATTR_SIZE - 20))]
+
+
+class _BpfQueryAttr(ctypes.Structure):
+    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_type", ctypes.c_uint32), ("query_flags", ctypes.c_uint32),
+                ("attach_flags", ctypes.c_uint32), ("prog_ids", ctypes.c_uint64), ("prog_cnt", ctypes.c_uint32),
+                ("_pad", ctypes.c_char * (_BPF_ATTR_SIZE - 28))]
+
+
+class _BpfGetFdAttr(ctypes.Structure):
+    _fields_ = [("prog_id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32),
+                ("_pad", ctypes.c_char * (_BPF_ATTR_SIZE - 12))]
+
+
+def bpf_prog_load(prog_type: int, insns: bytes, license: str = "Apache", *, name: str = "") -> int:
+    """BPF_PROG_LOAD of raw instructions (8 bytes each); the verifier log is in the error on failure."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    log = ctypes.create_string_buffer(65536)
+    attr = _BpfProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // 8, insns=ctypes.addressof(code),
+                            license=ctypes.addressof(lic), prog_name=name.encode()[:15])
+    try:
+        return _bpf(BPF_PROG_LOAD, attr, op="bpf", detail="BPF_PROG_LOAD")
+    except SyscallError as exc:
+        if exc.errno not in (_errno.EINVAL, _errno.EACCES):
+            raise
+    # run again with the verifier log so the error says why
+    attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
+    try:
+        return _bpf(BPF_PROG_LOAD, attr, op="bpf", detail="BPF_PROG_LOAD")
+    except SyscallError as exc:
+        text = log.value.decode(errors="replace").strip().replace("\n", "; ")
+        raise SyscallError(exc.errno, "bpf", f"BPF_PROG_LOAD (verifier: {text[-400:]})") from None
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    attr = _BpfAttachAttr(target_fd=target_fd, attach_bpf_fd=prog_fd, attach_type=attach_type, attach_flags=flags)
+    _bpf(BPF_PROG_ATTACH, attr, op="bpf", detail="BPF_PROG_ATTACH")
+
+
+def bpf_prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
+    attr = _BpfAttachAttr(target_fd=target_fd, attach_bpf_fd=prog_fd, attach_type=attach_type)
+    _bpf(BPF_PROG_DETACH, attr, op="bpf", detail="BPF_PROG_DETACH")
+
+
+def bpf_prog_query(target_fd: int, attach_type: int, max_progs: int = 64) -> list[int]:
+    """The ids of the programs attached directly to target_fd for attach_type."""
+    ids = (ctypes.c_uint32 * max_progs)()
+    attr = _BpfQueryAttr(target_fd=target_fd, attach_type=attach_type, prog_ids=ctypes.addressof(ids),
+                         prog_cnt=max_progs)
+    _bpf(BPF_PROG_QUERY, attr, op="bpf", detail="BPF_PROG_QUERY")
+    return list(ids[:attr.prog_cnt])
+
+
+def bpf_prog_get_fd_by_id(prog_id: int) -> int:
+    attr = _BpfGetFdAttr(prog_id=prog_id)
+    return _bpf(BPF_PROG_GET_FD_BY_ID, attr, op="bpf", detail=f"BPF_PROG_GET_FD_BY_ID {prog_id}")
+
+
+# --- pidfd_getfd (the parent takes the container's seccomp notify fd) ---------------------------------
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    return _raw("pidfd_getfd", ctypes.c_int(pidfd), ctypes.c_int(target_fd), ctypes.c_uint(0),
+                detail=f"fd {target_fd}")

@@ -1,0 +1,239 @@
+"""The container's init, re-exec'd by `create` as `python -I -B -m ocirun init`.
+
+Stage 1 (P1, in the runtime's namespaces, already placed in the container's cgroup by the parent):
+join namespaces given by path, make a new user namespace (the parent writes its maps), unshare the
+other new namespaces, write time offsets, fork P2 (pid 1 of a new pid namespace), report its pid,
+exit. Stage 2 (P2) prepares the container and waits on exec.fifo for `start`, then execs.
+
+Everything init needs is imported before the rootfs is touched, and the import system is shut off
+before pivot_root, so nothing is ever loaded from the container's filesystem (hardening D-11).
+"""
+import os
+import signal
+import socket
+import sys
+
+from ocirun import protocol
+from ocirun.errors import OciError, describe_oserror
+from ocirun.initctx import InitContext
+from ocirun.linux import namespaces as ns
+from ocirun.linux import syscalls as sc
+
+
+class Init:
+    def __init__(self, sync: socket.socket, boot: dict):
+        self.sync = sync
+        self.boot = boot
+        self.config: dict = boot["config"]
+        self.linux: dict = self.config.get("linux") or {}
+        self.process: dict = self.config.get("process") or {}
+
+    # --- messages ------------------------------------------------------------------------------
+    def send(self, msg: dict) -> None:
+        protocol.send(self.sync, msg)
+
+    def request(self, msg: dict) -> dict:
+        self.send(msg)
+        reply, _ = protocol.recv(self.sync)
+        if reply is None:
+            raise OciError("parent went away")
+        if reply.get("type") == "error":
+            raise OciError(reply.get("msg", "parent failed"))
+        return reply
+
+    # --- stage 1 -------------------------------------------------------------------------------
+    def stage1(self) -> None:
+        joins, new_user, flags = ns.plan(self.linux.get("namespaces") or [])
+        ns.join(ns.open_joins(joins))
+        if new_user:
+            sc.unshare(sc.CLONE_NEWUSER)
+            self.request({"type": "userns_map"})
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if flags:
+            sc.unshare(flags)
+        if flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
+            ns.write_time_offsets(self.linux["timeOffsets"])
+        self.flags = flags
+        self.new_user = new_user or any(j[0] == "user" for j in joins)
+        pid = os.fork()
+        if pid:
+            self.send({"type": "child_pid", "pid": pid})
+            os._exit(0)
+        self.stage2()
+
+    # --- stage 2 -------------------------------------------------------------------------------
+    def stage2(self) -> None:
+        from ocirun import hooks, security
+        from ocirun.linux import console, rootfs
+
+        self.setup_created_signals()
+        os.setsid()
+        config, linux, process = self.config, self.linux, self.process
+        ctx = InitContext(config=config, bundle=self.boot["bundle"], rootfs=self.boot["rootfs"],
+                          no_pivot=self.boot.get("no_pivot", False), new_userns=self.new_user,
+                          new_mntns=bool(self.flags & sc.CLONE_NEWNS),
+                          new_netns=bool(self.flags & sc.CLONE_NEWNET),
+                          new_cgroupns=bool(self.flags & sc.CLONE_NEWCGROUP))
+        seccomp_filter = security.prepare_seccomp(config)
+        if ctx.new_netns:
+            from ocirun.linux.network import loopback_up
+            loopback_up()
+        if self.flags & sc.CLONE_NEWUTS:
+            if config.get("hostname"):
+                sc.sethostname(config["hostname"])
+            if config.get("domainname"):
+                sc.setdomainname(config["domainname"])
+        rootfs.prepare_rootfs(ctx)
+        self.request({"type": "hooks"})  # prestart + createRuntime, run by the parent
+        state = dict(self.boot["state"], pid=os.getpid())
+        all_hooks = config.get("hooks") or {}
+        hooks.run_hooks("createContainer", all_hooks.get("createContainer"), state)
+        seal_imports()
+        rootfs.enter_rootfs(ctx)
+        console_fd = None
+        if process.get("terminal"):
+            console_fd = console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"))
+        self.write_sysctl(linux.get("sysctl") or {})
+        rootfs.finalize_rootfs(ctx)
+        outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter)
+        path = resolve_executable(process)
+        ready = {"type": "ready"}
+        if outcome.notify_fd is not None:
+            # The parent takes the notify fd with pidfd_getfd and sends it to the listener: this
+            # process may not call sendmsg any more (it may be a notified syscall), only write(2).
+            ready["seccomp_fd"] = outcome.notify_fd
+        os.write(self.sync.fileno(), protocol.encode(ready))
+        if outcome.notify_fd is not None:
+            reply, _ = protocol.recv_with_read(self.sync)
+            if not reply or reply.get("type") != "ack":
+                raise OciError((reply or {}).get("msg", "parent failed to pass the seccomp notify fd"))
+        self.sync.close()
+        fifo = self.wait_for_start()
+        try:
+            hooks.run_hooks("startContainer", all_hooks.get("startContainer"), dict(state, status="running"))
+            security.reset_signals()
+            preserve = int(self.boot.get("preserve_fds", 0))
+            keep = {fifo, console_fd} - {None}
+            close_extra_fds(3 + preserve, keep)
+            security.apply_final_cpu_affinity(process)  # before seccomp, which may forbid it
+            if outcome.seccomp_pending:
+                security.load_seccomp_late(seccomp_filter)
+            os.execve(path, process["args"], env_dict(process.get("env") or []))
+        except BaseException as exc:  # tell `start`, which is reading the fifo, why nothing started
+            text = describe(exc)
+            try:
+                os.write(fifo, text.encode())
+            finally:
+                os._exit(127)
+
+    def setup_created_signals(self) -> None:
+        """pid 1 of a pid namespace gets only signals it handles: while created, exit on them."""
+        def die(signum, _frame):
+            os._exit(128 + signum)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, die)
+
+    def write_sysctl(self, sysctl: dict) -> None:
+        for key, value in sysctl.items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, str(value).encode())
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise OciError(f"linux.sysctl[{key!r}]: write {path}: {exc.strerror}") from None
+
+    def wait_for_start(self) -> int:
+        """Block until `start` opens exec.fifo for reading; keep the fd (O_CLOEXEC) open until execve,
+        so that `start` sees EOF exactly when the program has been exec'd."""
+        fifo_path_fd = self.boot["fifo_fd"]
+        fd = os.open(f"/proc/self/fd/{fifo_path_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.close(fifo_path_fd)
+        os.write(fd, b"0")
+        return fd
+
+
+def env_dict(env: list[str]) -> dict:
+    out = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def resolve_executable(process: dict) -> str:
+    """args[0] looked up in the container's PATH (from process.env), as execvp would, at create time."""
+    name = process["args"][0]
+    if "/" in name:
+        candidates = [name if name.startswith("/") else os.path.join(process.get("cwd", "/"), name)]
+    else:
+        path_var = env_dict(process.get("env") or []).get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        candidates = [os.path.join(d or ".", name) for d in path_var.split(":")]
+    for cand in candidates:
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if not (st.st_mode & 0o170000 == 0o100000):
+            if "/" in name:
+                raise OciError(f'exec: "{name}": is a directory: permission denied')
+            continue
+        if "/" in name and not st.st_mode & 0o111:
+            raise OciError(f'exec: "{name}": permission denied')
+        if st.st_mode & 0o111:
+            return cand
+    if "/" in name:
+        raise OciError(f'exec: "{name}": stat {name}: no such file or directory')
+    raise OciError(f'exec: "{name}": executable file not found in $PATH: no such file or directory')
+
+
+def close_extra_fds(first: int, keep: set[int]) -> None:
+    """Mark every fd from `first` on close-on-exec, except preserved ones below `first`.
+    The kept fds (the fifo, the console) are already O_CLOEXEC or must survive on purpose."""
+    sc.close_range(first, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+
+
+def seal_imports() -> None:
+    """After this, no module can be imported: the filesystem is about to become the container's."""
+    import codecs  # noqa: F401  encodings needed by error paths are loaded now
+    "x".encode("utf-8").decode("latin-1")
+    sys.path[:] = []
+    sys.path_hooks[:] = []
+    sys.path_importer_cache.clear()
+    sys.meta_path[:] = [m for m in sys.meta_path if getattr(m, "__name__", "") in ("BuiltinImporter", "FrozenImporter")]
+    sys.dont_write_bytecode = True
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OciError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return describe_oserror(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def init_cmd(g, argv: list[str]) -> int:
+    sync_fd = int(os.environ["_OCIRUN_SYNC"])
+    # Nothing the caller of the runtime leaked may reach the container (CVE-2024-21626 class).
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    sync = socket.socket(fileno=sync_fd)
+    os.set_inheritable(sync_fd, False)
+    boot, fds = protocol.recv(sync)
+    if boot is None:
+        return 1
+    if fds:
+        boot["fifo_fd"] = fds[0]
+        if len(fds) > 1:
+            boot["console_socket_fd"] = fds[1]
+    init = Init(sync, boot)
+    try:
+        init.stage1()
+    except BaseException as exc:
+        try:
+            protocol.send(sync, {"type": "error", "msg": describe(exc)})
+        finally:
+            os._exit(1)
+    return 0

@@ -1,0 +1,309 @@
+"""The lifecycle commands of runtime.md: create, start, state, kill, delete (and run, list).
+
+ALLOWED says which statuses each operation accepts; anything else is an InvalidState error.
+"""
+import contextlib
+import json
+import os
+import select
+import sys
+import time
+
+from ocirun import log
+from ocirun import state as st
+from ocirun.cliparse import need_id, parse
+from ocirun.errors import InvalidState, OciError
+
+ALLOWED = {
+    "start": {st.CREATED},
+    "kill": {st.CREATED, st.RUNNING, st.PAUSED},
+    "delete": {st.STOPPED},
+    "pause": {st.RUNNING, st.CREATED},
+    "resume": {st.PAUSED},
+}
+
+CREATE_FLAGS = {"bundle": "str", "pid-file": "str", "console-socket": "str", "no-pivot": "bool",
+                "no-new-keyring": "bool", "preserve-fds": "int", "detach": "bool", "keep": "bool",
+                "no-subreaper": "bool"}
+CREATE_ALIASES = {"b": "bundle", "d": "detach"}
+
+
+def check_allowed(state: st.State, op: str) -> str:
+    status = state.status
+    if status not in ALLOWED[op]:
+        if op == "start" and status == st.STOPPED:
+            raise InvalidState(state.id, status, op, "cannot start a container that has stopped")
+        if op == "start" and status == st.RUNNING:
+            raise InvalidState(state.id, status, op, "cannot start an already running container")
+        if op == "kill":
+            raise InvalidState(state.id, status, op, "container not running")
+        if op == "delete":
+            raise InvalidState(state.id, status, op, f"cannot delete container {state.id} that is not stopped: {status}")
+        raise InvalidState(state.id, status, op)
+    return status
+
+
+# --- create / start ------------------------------------------------------------------------------
+
+def _create_options(g, opts):
+    from ocirun.parent import CreateOptions
+    if opts["no-new-keyring"]:
+        log.debug("--no-new-keyring: ocirun never creates a session keyring")
+    return CreateOptions(bundle=opts["bundle"] or ".", pid_file=opts["pid-file"],
+                         console_socket=opts["console-socket"], no_pivot=opts["no-pivot"],
+                         preserve_fds=opts["preserve-fds"] or 0, systemd_cgroup=g.systemd_cgroup)
+
+
+def create_cmd(g, argv: list[str]) -> int:
+    opts, pos = parse(argv, CREATE_FLAGS, CREATE_ALIASES)
+    cid = need_id(pos, "create")
+    from ocirun.parent import create_container
+    create_container(g.root, cid, _create_options(g, opts))
+    return 0
+
+
+def start_cmd(g, argv: list[str]) -> int:
+    _, pos = parse(argv, {})
+    cid = need_id(pos, "start")
+    start(g.root, cid)
+    return 0
+
+
+def start(root: str, cid: str) -> st.State:
+    with st.lock(root, cid):
+        state = st.load(root, cid)
+        check_allowed(state, "start")
+        fifo = os.path.join(state.dir, st.FIFO)
+        _release_init(state, fifo)
+        state.data["status"] = st.RUNNING
+        state.save()
+    # poststart runs once the program has been exec'd (see _release_init), before start returns.
+    from ocirun import hooks
+    all_hooks = state.config.get("hooks") or {}
+    if all_hooks.get("poststart"):
+        hooks.run_hooks("poststart", all_hooks["poststart"], state.oci_state(), cwd=state.bundle, warn=log.warning)
+    return state
+
+
+def _release_init(state: st.State, fifo: str) -> None:
+    """Open the fifo (which unblocks the init's open for writing), read its "0", then read to EOF:
+    the init holds the write end O_CLOEXEC, so EOF comes exactly when execve succeeded, while any
+    bytes after "0" are the init's report of why it could not exec."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        data = b""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            if poller.poll(100):
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    if data:
+                        break  # EOF after "0": exec'd (or died, which the error text tells)
+                    # no writer yet: the init has not opened its end; keep waiting while it lives
+                    if not state.init_alive():
+                        raise OciError("container init exited before start")
+                    time.sleep(0.001)
+                    continue
+                data += chunk
+            elif not state.init_alive():
+                break
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fifo)
+    finally:
+        os.close(fd)
+    if data[1:]:
+        raise OciError(data[1:].decode(errors="replace"))
+    if not data:
+        raise OciError("container init exited before start")
+
+
+# --- state / list --------------------------------------------------------------------------------
+
+def state_cmd(g, argv: list[str]) -> int:
+    _, pos = parse(argv, {})
+    cid = need_id(pos, "state")
+    state = st.load(g.root, cid)
+    sys.stdout.write(json.dumps(state.runc_state(), indent=2) + "\n")
+    return 0
+
+
+def list_cmd(g, argv: list[str]) -> int:
+    opts, pos = parse(argv, {"format": "str", "quiet": "bool"}, {"f": "format", "q": "quiet"})
+    ids = st.list_ids(g.root)
+    if opts["quiet"]:
+        sys.stdout.write("".join(cid + "\n" for cid in ids))
+        return 0
+    states = []
+    for cid in ids:
+        with contextlib.suppress(OciError):
+            states.append(st.load(g.root, cid).runc_state())
+    fmt = opts["format"] or "table"
+    if fmt == "json":
+        sys.stdout.write(json.dumps(states) + "\n")
+        return 0
+    if fmt != "table":
+        raise OciError(f"invalid format option: {fmt}")
+    rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+    rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]] for s in states]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for r in rows:
+        sys.stdout.write("".join(cell.ljust(w + 3) if i < 5 else cell for i, (cell, w) in enumerate(zip(r, widths))).rstrip() + "\n")
+    return 0
+
+
+# --- kill / delete -------------------------------------------------------------------------------
+
+def kill_cmd(g, argv: list[str]) -> int:
+    opts, pos = parse(argv, {"all": "bool"}, {"a": "all"})
+    cid = need_id(pos, "kill", extra_ok=1)
+    from ocirun.signals import parse_signal
+    sig = parse_signal(pos[1]) if len(pos) > 1 else 15
+    kill(g.root, cid, sig, all_processes=opts["all"])
+    return 0
+
+
+def kill(root: str, cid: str, sig: int, all_processes: bool = False) -> None:
+    state = st.load(root, cid)
+    status = state.status
+    if all_processes and state.cgroup and status in (st.STOPPED, st.CREATED, st.RUNNING, st.PAUSED):
+        # runc: kill --all also reaches what is left in the cgroup after pid 1 has gone.
+        from ocirun.linux.cgroups import manager_from_dict
+        mgr = manager_from_dict(state.cgroup)
+        with contextlib.suppress(OSError):
+            mgr.kill(sig)
+        if status == st.STOPPED:
+            return
+    check_allowed(state, "kill")
+    if all_processes:
+        return
+    signal_init(state, sig)
+
+
+def signal_init(state: st.State, sig: int) -> None:
+    """Signal the init through a pidfd opened and then checked against the recorded start time,
+    so a pid recycled in between is never signalled."""
+    import signal as _signal
+    try:
+        pidfd = os.pidfd_open(state.pid)
+    except ProcessLookupError:
+        raise OciError("container not running") from None
+    try:
+        if not state.init_alive():
+            raise OciError("container not running")
+        _signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        raise OciError("container not running") from None
+    finally:
+        os.close(pidfd)
+
+
+def delete_cmd(g, argv: list[str]) -> int:
+    opts, pos = parse(argv, {"force": "bool"}, {"f": "force"})
+    cid = need_id(pos, "delete")
+    delete(g.root, cid, force=opts["force"])
+    return 0
+
+
+def delete(root: str, cid: str, force: bool = False) -> None:
+    try:
+        lock = st.lock(root, cid)
+        lock.__enter__()
+    except OciError:
+        if force:
+            return  # runc: delete --force of a container that does not exist succeeds
+        raise
+    try:
+        state = st.load(root, cid)
+        status = state.status
+        if status != st.STOPPED:
+            if not force:
+                check_allowed(state, "delete")
+            _force_stop(state)
+        destroy(state, run_poststop=status != st.CREATING)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _force_stop(state: st.State) -> None:
+    """SIGKILL everything in the container (thawing a paused one so it can die), wait for pid 1."""
+    if state.cgroup:
+        from ocirun.linux.cgroups import manager_from_dict
+        mgr = manager_from_dict(state.cgroup)
+        with contextlib.suppress(OSError, OciError):
+            mgr.kill(9)
+    with contextlib.suppress(OciError):
+        signal_init(state, 9)
+    deadline = time.monotonic() + 10
+    while state.init_alive() and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def destroy(state: st.State, run_poststop: bool = True) -> None:
+    """Release everything the container holds: cgroup, state directory; then poststop hooks."""
+    if state.cgroup:
+        from ocirun.linux.cgroups import manager_from_dict
+        manager_from_dict(state.cgroup).destroy()
+    cdir = state.dir
+    for name in os.listdir(cdir):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(cdir, name))
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(cdir)
+    all_hooks = state.config.get("hooks") or {}
+    if run_poststop and all_hooks.get("poststop"):
+        from ocirun import hooks
+        hook_state = dict(state.oci_state(), status=st.STOPPED)
+        hook_state.pop("pid", None)
+        hooks.run_hooks("poststop", all_hooks["poststop"], hook_state, cwd=state.bundle, warn=log.warning)
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+def run_cmd(g, argv: list[str]) -> int:
+    opts, pos = parse(argv, CREATE_FLAGS, CREATE_ALIASES)
+    cid = need_id(pos, "run")
+    from ocirun.parent import create_container
+    from ocirun.linux import syscalls as sc
+    if not opts["detach"] and not opts["no-subreaper"]:
+        # The container's pid 1 is re-parented to us (the init double-forks), so we can reap it.
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    create_opts = _create_options(g, opts)
+    if opts["detach"]:
+        create_container(g.root, cid, create_opts)
+        start(g.root, cid)
+        return 0
+    import signal as _signal
+    state = create_container(g.root, cid, create_opts)
+    pid = state.pid
+    forwarded = [s for s in _signal.Signals if s not in (_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD)]
+    for sig in forwarded:
+        with contextlib.suppress(OSError, ValueError):
+            _signal.signal(sig, lambda signum, _f: _forward(pid, signum))
+    try:
+        start(g.root, cid)
+        status = _wait_for(pid)
+    except BaseException:
+        with contextlib.suppress(OciError, OSError):
+            delete(g.root, cid, force=True)
+        raise
+    if not opts["keep"]:
+        with contextlib.suppress(OciError):
+            delete(g.root, cid, force=True)
+    return status
+
+
+def _forward(pid: int, signum: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, signum)
+
+
+def _wait_for(pid: int) -> int:
+    """Reap children (the container's pid 1 and orphans re-parented to us) until pid 1 exits."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        if got == pid:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -1,0 +1,141 @@
+"""Linux capabilities: the name table, validation of process.capabilities, and applying the sets.
+
+Policy (decided like runc, and as the spec's "SHOULD NOT fail" asks for what the kernel cannot grant):
+- a name that is not a Linux capability at all is a ConfigError naming the list element;
+- a real capability the running kernel does not know (number > /proc/sys/kernel/cap_last_cap) is
+  reported as a warning by validate_capabilities() and skipped when applying;
+- an ambient capability that is not in both inheritable and permitted cannot be raised (the kernel
+  refuses it): warned about and skipped;
+- an absent process.capabilities means every set is empty (runc does the same: the process keeps
+  no capabilities at all), and an absent set inside it means that set is empty.
+
+The sets are applied through python-prctl (the project's dependency); the ambient set, which
+python-prctl does not wrap, through ocirun.linux.syscalls.prctl.
+"""
+import prctl  # python-prctl; imported at load time: no imports once the init is inside the rootfs (D-11)
+
+from ocirun.errors import ConfigError, SyscallError
+from ocirun.linux import syscalls
+
+# Index = capability number (linux/capability.h).
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+CAP_NUMBERS = {name: number for number, name in enumerate(CAPABILITIES)}
+
+CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_last_cap: int | None = None
+
+
+def kernel_last_cap() -> int:
+    """The highest capability number the running kernel knows (read once, before pivot_root)."""
+    global _last_cap
+    if _last_cap is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+                _last_cap = int(f.read())
+        except (OSError, ValueError):
+            _last_cap = len(CAPABILITIES) - 1
+    return _last_cap
+
+
+def validate_capabilities(caps: dict | None, path: str = "process.capabilities") -> list[str]:
+    """Check every name; raise ConfigError for unknown ones, return warnings for what is skipped."""
+    if caps is None:
+        return []
+    if not isinstance(caps, dict):
+        raise ConfigError(path, "must be an object")
+    for key in caps:
+        if key not in CAP_SETS:
+            raise ConfigError(f"{path}.{key}", "unknown capability set")
+    warnings = []
+    last = kernel_last_cap()
+    for set_name in CAP_SETS:
+        names = caps.get(set_name)
+        if names is None:
+            continue
+        if not isinstance(names, list):
+            raise ConfigError(f"{path}.{set_name}", "must be an array of capability names")
+        for i, name in enumerate(names):
+            number = CAP_NUMBERS.get(name) if isinstance(name, str) else None
+            if number is None:
+                raise ConfigError(f"{path}.{set_name}[{i}]", f"unknown capability {_quote(name)}")
+            if number > last:
+                warnings.append(f"{path}.{set_name}[{i}]: capability {name} is not supported by the "
+                                f"running kernel (cap_last_cap {last}), ignored")
+    inh_and_perm = set(caps.get("inheritable") or ()) & set(caps.get("permitted") or ())
+    for i, name in enumerate(caps.get("ambient") or ()):
+        if name not in inh_and_perm:
+            warnings.append(f"{path}.ambient[{i}]: {name} is not in both inheritable and permitted, "
+                            "it cannot be raised and is ignored")
+    return warnings
+
+
+def _quote(value) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def cap_numbers(names) -> set[int]:
+    """Numbers of the (already validated) names that the running kernel knows."""
+    last = kernel_last_cap()
+    return {CAP_NUMBERS[n] for n in names or () if CAP_NUMBERS[n] <= last}
+
+
+def drop_bounding(caps: dict | None) -> None:
+    """Drop every capability not listed in caps["bounding"] from the bounding set (needs CAP_SETPCAP)."""
+    keep = cap_numbers((caps or {}).get("bounding"))
+    for number in range(kernel_last_cap() + 1):
+        if number in keep:
+            continue
+        try:
+            prctl.capbset_drop(number)
+        except OSError as exc:
+            raise SyscallError(exc.errno, "prctl PR_CAPBSET_DROP", CAPABILITIES[number]) from None
+
+
+def apply_capabilities(caps: dict | None) -> None:
+    """Set effective, permitted and inheritable exactly as configured, then the ambient set.
+
+    Called after the uid change (with PR_SET_KEEPCAPS the permitted set survived it), so every
+    configured capability is still in the permitted set and capset can only lower it.
+    """
+    caps = caps or {}
+    everything = set(range(kernel_last_cap() + 1))
+    wanted = {flag: cap_numbers(caps.get(set_name)) for set_name, flag in (
+        ("effective", prctl.CAP_EFFECTIVE), ("permitted", prctl.CAP_PERMITTED),
+        ("inheritable", prctl.CAP_INHERITABLE))}
+    args = []
+    for flag, numbers in wanted.items():
+        args.append((sorted(numbers), flag, True))
+        args.append((sorted(everything - numbers), flag, False))
+    try:
+        prctl.set_caps(*args)
+    except OSError as exc:
+        raise SyscallError(exc.errno, "capset", _describe(caps)) from None
+
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, op="prctl PR_CAP_AMBIENT_CLEAR_ALL")
+    raisable = wanted[prctl.CAP_INHERITABLE] & wanted[prctl.CAP_PERMITTED]
+    for number in sorted(cap_numbers(caps.get("ambient")) & raisable):
+        syscalls.prctl(syscalls.PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, number,
+                       op=f"prctl PR_CAP_AMBIENT_RAISE {CAPABILITIES[number]}")
+
+
+def _describe(caps: dict) -> str:
+    return ", ".join(f"{s}={len(caps.get(s) or ())}" for s in ("effective", "permitted", "inheritable"))
+
+
+def caps_from_mask(mask: int) -> list[str]:
+    """Names in a /proc/<pid>/status Cap* bit mask (for tests and diagnostics)."""
+    return [name for number, name in enumerate(CAPABILITIES) if mask >> number & 1] + \
+        [f"CAP_{n}" for n in range(len(CAPABILITIES), 64) if mask >> n & 1]

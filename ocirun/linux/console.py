@@ -1,0 +1,56 @@
+"""The container's terminal: a pty made inside the container's own devpts, master sent to the caller.
+
+As runc does it: after pivot_root open /dev/ptmx, take the peer with TIOCGPTPEER (no path lookup
+the container could race), bind the peer over /dev/console, send the master over --console-socket
+with SCM_RIGHTS, and make the peer the controlling terminal and stdio of the init.
+"""
+import fcntl
+import os
+import socket
+import struct
+
+from ocirun.errors import OciError
+from ocirun.linux import syscalls as sc
+
+TIOCSPTLCK = 0x40045431
+TIOCGPTN = 0x80045430
+TIOCGPTPEER = 0x5441
+TIOCSWINSZ = 0x5414
+TIOCSCTTY = 0x540E
+
+
+def open_pty() -> tuple[int, int, str]:
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, struct.pack("I", 0)))[0]
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    return master, slave, f"/dev/pts/{number}"
+
+
+def set_size(fd: int, size: dict | None) -> None:
+    if size:
+        fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", int(size.get("height", 0)), int(size.get("width", 0)), 0, 0))
+
+
+def setup_console(console_socket_fd: int | None, size: dict | None) -> int:
+    if console_socket_fd is None:
+        raise OciError("process.terminal: a console socket is required (--console-socket)")
+    master, slave, name = open_pty()
+    set_size(master, size)
+    try:
+        fd = os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise OciError(f"/dev/console: {exc.strerror}") from None
+    sc.mount(f"/proc/self/fd/{slave}", "/dev/console", None, sc.MS_BIND, label="/dev/console")
+    sock = socket.socket(fileno=console_socket_fd)
+    try:
+        socket.send_fds(sock, [name.encode()], [master])
+    finally:
+        sock.close()
+        os.close(master)
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    os.close(slave)
+    return 0

@@ -1,0 +1,612 @@
+"""The config's `mounts`: the option table, and one mount done onto an fd inside the rootfs.
+
+Options follow runc's table (`runc features` lists the same names): mount(2) flags that are set or
+cleared, propagation flags applied after the mount, recursive `r*` attributes applied with
+mount_setattr(AT_RECURSIVE), the extensions tmpcopyup/idmap/ridmap, and everything else passed to the
+filesystem as data (`size=64k,mode=755`), as runc does.
+
+Bind mounts use the new mount API: open_tree(OPEN_TREE_CLONE) of the source, mount_setattr on the
+detached copy (ro, nosuid, idmap...), move_mount onto the destination fd. mount_setattr only changes
+the attributes named, so flags locked by a user namespace (nosuid/nodev on the source) are kept and a
+read-only bind needs no MS_REMOUNT guesswork. Other filesystems use mount(2) with the destination
+given as /proc/self/fd/N of an fd resolved inside the rootfs (hardening D-2).
+"""
+import errno
+import logging
+import os
+import signal
+import stat
+from dataclasses import dataclass, field
+
+from ocirun.errors import ConfigError, OciError, SyscallError
+from ocirun.linux import safepath
+from ocirun.linux import syscalls as sc
+
+log = logging.getLogger(__name__)
+
+MS_POSIXACL = 1 << 16
+MS_I_VERSION = 1 << 23
+
+# name -> (clear, flag): mount(2) flags, as runc's specconv mountFlags.
+FLAGS = {
+    "acl": (False, MS_POSIXACL), "noacl": (True, MS_POSIXACL),
+    "async": (True, sc.MS_SYNCHRONOUS), "sync": (False, sc.MS_SYNCHRONOUS),
+    "atime": (True, sc.MS_NOATIME), "noatime": (False, sc.MS_NOATIME),
+    "bind": (False, sc.MS_BIND), "rbind": (False, sc.MS_BIND | sc.MS_REC),
+    "defaults": (False, 0),
+    "dev": (True, sc.MS_NODEV), "nodev": (False, sc.MS_NODEV),
+    "diratime": (True, sc.MS_NODIRATIME), "nodiratime": (False, sc.MS_NODIRATIME),
+    "dirsync": (False, sc.MS_DIRSYNC),
+    "exec": (True, sc.MS_NOEXEC), "noexec": (False, sc.MS_NOEXEC),
+    "iversion": (False, MS_I_VERSION), "noiversion": (True, MS_I_VERSION),
+    "lazytime": (False, sc.MS_LAZYTIME), "nolazytime": (True, sc.MS_LAZYTIME),
+    "loud": (True, sc.MS_SILENT), "silent": (False, sc.MS_SILENT),
+    "mand": (False, sc.MS_MANDLOCK), "nomand": (True, sc.MS_MANDLOCK),
+    "relatime": (False, sc.MS_RELATIME), "norelatime": (True, sc.MS_RELATIME),
+    "remount": (False, sc.MS_REMOUNT),
+    "ro": (False, sc.MS_RDONLY), "rw": (True, sc.MS_RDONLY),
+    "strictatime": (False, sc.MS_STRICTATIME), "nostrictatime": (True, sc.MS_STRICTATIME),
+    "suid": (True, sc.MS_NOSUID), "nosuid": (False, sc.MS_NOSUID),
+    "symfollow": (True, sc.MS_NOSYMFOLLOW), "nosymfollow": (False, sc.MS_NOSYMFOLLOW),
+}
+
+PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+
+# name -> (clear, MOUNT_ATTR_*): applied with mount_setattr(AT_RECURSIVE), as runc's recAttrFlags.
+REC_ATTRS = {
+    "rro": (False, sc.MOUNT_ATTR_RDONLY), "rrw": (True, sc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, sc.MOUNT_ATTR_NOSUID), "rsuid": (True, sc.MOUNT_ATTR_NOSUID),
+    "rnodev": (False, sc.MOUNT_ATTR_NODEV), "rdev": (True, sc.MOUNT_ATTR_NODEV),
+    "rnoexec": (False, sc.MOUNT_ATTR_NOEXEC), "rexec": (True, sc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, sc.MOUNT_ATTR_NODIRATIME), "rdiratime": (True, sc.MOUNT_ATTR_NODIRATIME),
+    "rrelatime": (False, sc.MOUNT_ATTR_RELATIME), "rnorelatime": (True, sc.MOUNT_ATTR_RELATIME),
+    "rnoatime": (False, sc.MOUNT_ATTR_NOATIME), "ratime": (True, sc.MOUNT_ATTR_NOATIME),
+    "rstrictatime": (False, sc.MOUNT_ATTR_STRICTATIME), "rnostrictatime": (True, sc.MOUNT_ATTR_STRICTATIME),
+    "rnosymfollow": (False, sc.MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
+}
+
+EXTENSIONS = ("tmpcopyup", "idmap", "ridmap")
+
+# The atime setting is an enum inside MOUNT_ATTR__ATIME, not bits: "clearing" one of its values means
+# going back to a default. As mount(8): atime/norelatime/nostrictatime mean "not that one".
+_ATIME_CLEARED = {sc.MOUNT_ATTR_NOATIME: sc.MOUNT_ATTR_RELATIME,
+                  sc.MOUNT_ATTR_RELATIME: sc.MOUNT_ATTR_STRICTATIME,
+                  sc.MOUNT_ATTR_STRICTATIME: sc.MOUNT_ATTR_RELATIME}
+
+
+@dataclass
+class MountOptions:
+    flags: int = 0                 # MS_* to set
+    cleared: int = 0               # MS_* explicitly cleared by an option (rw, suid, exec...)
+    propagation: list = field(default_factory=list)   # MS_SHARED|MS_REC ..., in order
+    rec_set: int = 0               # MOUNT_ATTR_* set recursively
+    rec_clr: int = 0               # MOUNT_ATTR_* cleared recursively
+    data: list = field(default_factory=list)          # unknown options, for the filesystem
+    tmpcopyup: bool = False
+    idmap: bool = False
+    ridmap: bool = False
+
+    @property
+    def bind(self) -> bool:
+        return bool(self.flags & sc.MS_BIND)
+
+    @property
+    def recursive(self) -> bool:
+        return bool(self.flags & sc.MS_REC)
+
+    def data_text(self) -> str | None:
+        return ",".join(self.data) or None
+
+
+def parse_options(options: list[str]) -> MountOptions:
+    """Turn a mount's options into flags; a later option wins over an earlier opposite one."""
+    o = MountOptions()
+    for opt in options or []:
+        if opt in FLAGS:
+            clear, flag = FLAGS[opt]
+            if clear:
+                o.flags &= ~flag
+                o.cleared |= flag
+            else:
+                o.flags |= flag
+                o.cleared &= ~flag
+        elif opt in PROPAGATION:
+            o.propagation.append(PROPAGATION[opt])
+        elif opt in REC_ATTRS:
+            clear, attr = REC_ATTRS[opt]
+            if attr in _ATIME_CLEARED or attr == sc.MOUNT_ATTR_RELATIME:
+                # atime values are an enum: setting one means clearing the whole field first
+                value = _ATIME_CLEARED[attr] if clear else attr
+                o.rec_set = (o.rec_set & ~sc.MOUNT_ATTR__ATIME) | value
+                o.rec_clr |= sc.MOUNT_ATTR__ATIME
+            elif clear:
+                o.rec_set &= ~attr
+                o.rec_clr |= attr
+            else:
+                o.rec_set |= attr
+                o.rec_clr &= ~attr
+        elif opt in EXTENSIONS:
+            setattr(o, opt, True)
+        else:
+            o.data.append(opt)
+    return o
+
+
+def bind_attrs(o: MountOptions) -> tuple[int, int]:
+    """(attr_set, attr_clr) for mount_setattr on the top mount of a bind, from its per-mount flags.
+
+    Only the flags an option named are touched; superblock flags (sync, mand, ...) have no meaning
+    for a bind and are ignored, as the kernel ignores them on a bind remount.
+    """
+    attr_set = attr_clr = 0
+    for ms, attr in ((sc.MS_RDONLY, sc.MOUNT_ATTR_RDONLY), (sc.MS_NOSUID, sc.MOUNT_ATTR_NOSUID),
+                     (sc.MS_NODEV, sc.MOUNT_ATTR_NODEV), (sc.MS_NOEXEC, sc.MOUNT_ATTR_NOEXEC),
+                     (sc.MS_NODIRATIME, sc.MOUNT_ATTR_NODIRATIME),
+                     (sc.MS_NOSYMFOLLOW, sc.MOUNT_ATTR_NOSYMFOLLOW)):
+        if o.flags & ms:
+            attr_set |= attr
+        elif o.cleared & ms:
+            attr_clr |= attr
+    atime = None
+    if o.flags & sc.MS_STRICTATIME:
+        atime = sc.MOUNT_ATTR_STRICTATIME
+    elif o.flags & sc.MS_NOATIME:
+        atime = sc.MOUNT_ATTR_NOATIME
+    elif o.flags & sc.MS_RELATIME:
+        atime = sc.MOUNT_ATTR_RELATIME
+    elif o.cleared & sc.MS_RELATIME:
+        atime = sc.MOUNT_ATTR_STRICTATIME
+    elif o.cleared & (sc.MS_NOATIME | sc.MS_STRICTATIME):
+        atime = sc.MOUNT_ATTR_RELATIME
+    if atime is not None:
+        attr_set |= atime
+        attr_clr |= sc.MOUNT_ATTR__ATIME
+    return attr_set, attr_clr
+
+
+# --- SELinux mount label ---------------------------------------------------------------------------
+
+_selinux_noted = False
+
+
+def selinux_enabled() -> bool:
+    return os.path.exists("/sys/fs/selinux/enforce")
+
+
+def with_mount_label(data: str | None, label: str | None, fstype: str) -> str | None:
+    """Add context="label" to a new filesystem's data when SELinux is on (mountLabel is optional)."""
+    global _selinux_noted
+    if not label or fstype in ("proc", "sysfs", "cgroup", "cgroup2", "bind"):
+        return data
+    if not selinux_enabled():
+        if not _selinux_noted:
+            log.debug("linux.mountLabel %r not applied: SELinux is not enabled on this host", label)
+            _selinux_noted = True
+        return data
+    ctx = f'context="{label}"'
+    return f"{data},{ctx}" if data else ctx
+
+
+# --- idmapped mounts ---------------------------------------------------------------------------------
+
+def _write_map(path: str, mappings: list[dict]) -> None:
+    text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def userns_fd_for(uid_mappings: list[dict], gid_mappings: list[dict]) -> int:
+    """A user namespace fd with these mappings, for MOUNT_ATTR_IDMAP: a child unshares one and waits.
+
+    The child tells its pid as /proc names it (readlink /proc/self): before pivot_root /proc is the
+    host's, whose pid namespace is not ours, so os.fork()'s pid would name another process there.
+    """
+    to_child_r, to_child_w = os.pipe()
+    to_parent_r, to_parent_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: hold a fresh user namespace until the parent has its fd
+        try:
+            os.close(to_child_w)
+            os.close(to_parent_r)
+            sc.unshare(sc.CLONE_NEWUSER)
+            os.write(to_parent_w, os.readlink("/proc/self").encode())
+            os.close(to_parent_w)
+            os.read(to_child_r, 1)
+        finally:
+            os._exit(0)
+    os.close(to_child_r)
+    os.close(to_parent_w)
+    try:
+        proc_pid = os.read(to_parent_r, 32).decode()
+        if not proc_pid.isdigit():
+            raise OciError("idmapped mount: the helper process could not create a user namespace")
+        _write_map(f"/proc/{proc_pid}/uid_map", uid_mappings)
+        _write_map(f"/proc/{proc_pid}/gid_map", gid_mappings)
+        return os.open(f"/proc/{proc_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(to_child_w)
+        os.close(to_parent_r)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+
+
+def idmap_userns(m: dict, where: str, in_userns: bool) -> int:
+    uids, gids = m.get("uidMappings"), m.get("gidMappings")
+    if bool(uids) != bool(gids):
+        raise ConfigError(where, "uidMappings and gidMappings must be given together")
+    if uids:
+        return userns_fd_for(uids, gids)
+    if not in_userns:
+        raise ConfigError(where, "idmap needs uidMappings/gidMappings or a container user namespace")
+    return os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+
+
+# --- one mount ---------------------------------------------------------------------------------------
+
+# What may be mounted under /proc (as runc's checkProcMount): these files, or anything from procfs
+# itself or from a FUSE filesystem such as lxcfs.
+PROC_ALLOWED = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                "/proc/sys/kernel/ns_last_pid"}
+FUSE_SUPER_MAGIC = 0x65735546
+
+
+@dataclass
+class MountRequest:
+    """One entry of `mounts`, normalized."""
+    index: int
+    destination: str
+    fstype: str | None
+    source: str | None
+    options: MountOptions
+    raw: dict
+
+    @property
+    def where(self) -> str:
+        return f"mounts[{self.index}] (destination {self.destination})"
+
+
+def request(index: int, m: dict, bundle: str) -> MountRequest:
+    dest = m.get("destination")
+    if not dest or not dest.startswith("/"):
+        raise ConfigError(f"mounts[{index}].destination", f"must be an absolute path, got {dest!r}")
+    o = parse_options(m.get("options") or [])
+    fstype = m.get("type") or None
+    if fstype == "bind":
+        o.flags |= sc.MS_BIND
+    source = m.get("source")
+    if o.bind:
+        if not source:
+            raise ConfigError(f"mounts[{index}].source", "a bind mount needs a source")
+        source = os.path.join(bundle, source)  # relative sources are relative to the bundle
+    return MountRequest(index, safepath.clean(dest), fstype, source, o, m)
+
+
+def check_proc_destination(req: MountRequest, real_dest: str | None) -> None:
+    """Refuse mounts over /proc files that could hide what the kernel shows (runc checkProcMount)."""
+    for dest in {req.destination, real_dest or req.destination}:
+        if dest != "/proc" and not dest.startswith("/proc/"):
+            continue
+        if dest == "/proc":
+            if req.fstype == "proc" and not req.options.bind:
+                continue
+        elif dest in PROC_ALLOWED:
+            continue
+        if req.options.bind and req.source:
+            try:
+                fd = os.open(req.source, sc.O_PATH | os.O_CLOEXEC)
+                try:
+                    if sc.fstatfs_type(fd) in (safepath.PROC_SUPER_MAGIC, FUSE_SUPER_MAGIC):
+                        continue
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+        raise OciError(f"{req.where}: mounting over {dest} is not allowed (only procfs on /proc, "
+                       f"and a few files under it)")
+
+
+def _is_dir_source(req: MountRequest) -> bool:
+    if not req.options.bind:
+        return True
+    try:
+        return stat.S_ISDIR(os.stat(req.source).st_mode)
+    except OSError as e:
+        raise SyscallError(e.errno, "stat", f"source {req.source}") from None
+
+
+def apply_after(req: MountRequest, root_fd: int) -> None:
+    """Propagation and recursive attributes, on the mount now at the destination."""
+    o = req.options
+    if not o.propagation and not (o.rec_set or o.rec_clr):
+        return
+    fd = safepath.open_in_root(root_fd, req.destination)
+    try:
+        for prop in o.propagation:
+            sc.mount(None, safepath.fd_path(fd), None, prop, label=req.destination)
+        if o.rec_set or o.rec_clr:
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, o.rec_set, o.rec_clr,
+                             label=req.destination)
+    finally:
+        os.close(fd)
+
+
+def bind_mount(req: MountRequest, target_fd: int, in_userns: bool) -> None:
+    o = req.options
+    flags = sc.OPEN_TREE_CLONE | (sc.AT_RECURSIVE if o.recursive else 0)
+    tree = sc.open_tree(-100, req.source, flags, label=f"src={req.source}")  # AT_FDCWD: a host path
+    try:
+        attr_set, attr_clr = bind_attrs(o)
+        if attr_set or attr_clr:
+            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH, attr_set, attr_clr,
+                             label=f"src={req.source}, dst={req.destination}")
+        if o.idmap or o.ridmap or req.raw.get("uidMappings"):
+            userns = idmap_userns(req.raw, f"mounts[{req.index}]", in_userns)
+            try:
+                sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if o.ridmap else 0),
+                                 sc.MOUNT_ATTR_IDMAP, 0, 0, userns,
+                                 label=f"src={req.source}, dst={req.destination} (idmap)")
+            finally:
+                os.close(userns)
+        sc.move_mount(tree, "", target_fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH,
+                      label=f"src={req.source}, dst={req.destination}")
+    finally:
+        os.close(tree)
+
+
+def fs_mount(req: MountRequest, target_fd: int, data: str | None) -> None:
+    """mount(2) of a new filesystem instance onto the fd (proc, tmpfs, overlay, any type by name)."""
+    o = req.options
+    flags = o.flags & ~(sc.MS_BIND | sc.MS_REC)
+    if o.idmap or o.ridmap or req.raw.get("uidMappings"):
+        raise ConfigError(f"mounts[{req.index}].options", "idmap is only supported for bind mounts")
+    source = req.source or req.fstype or "none"
+    sc.mount(source, safepath.fd_path(target_fd), req.fstype, flags, data, label=req.destination)
+
+
+def copy_tree(src_fd: int, dst_fd: int) -> None:
+    """tmpcopyup: copy a directory's content (by fds, never following symlinks) into the new tmpfs."""
+    for entry in os.scandir(src_fd):
+        st = entry.stat(follow_symlinks=False)
+        name = entry.name
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, stat.S_IMODE(st.st_mode), dir_fd=dst_fd)
+            s = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+            d = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst_fd)
+            try:
+                copy_tree(s, d)
+            finally:
+                os.close(s)
+                os.close(d)
+        elif stat.S_ISREG(st.st_mode):
+            s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+            d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        stat.S_IMODE(st.st_mode), dir_fd=dst_fd)
+            try:
+                while chunk := os.read(s, 1 << 20):
+                    os.write(d, chunk)
+            finally:
+                os.close(s)
+                os.close(d)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
+        else:
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_fd)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst_fd)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_fd)
+
+
+def tmpfs_copyup(req: MountRequest, root_fd: int, target_fd: int, data: str | None) -> None:
+    old = safepath.open_in_root(root_fd, req.destination, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fs_mount(req, target_fd, data)
+        new = safepath.open_in_root(root_fd, req.destination, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            copy_tree(old, new)
+        finally:
+            os.close(new)
+    finally:
+        os.close(old)
+
+
+def mount_one(req: MountRequest, root_fd: int, ctx) -> None:
+    """Mount one config entry at its destination, resolved inside the root (errors name the mount).
+
+    ctx: the InitContext (rootfs, new_userns, new_cgroupns, config's linux.mountLabel).
+    """
+    try:
+        _mount_one(req, root_fd, ctx)
+    except SyscallError as e:
+        raise SyscallError(e.errno, f"{req.where}: {e.op}", e.detail) from None
+    except ConfigError:
+        raise
+    except OciError as e:
+        if str(e).startswith("mounts["):
+            raise
+        raise OciError(f"{req.where}: {e}") from None
+    except OSError as e:
+        raise SyscallError(e.errno, req.where, e.filename or "") from None
+
+
+# Destinations that must be real directories of the rootfs (D-5).
+SPECIAL_DIRS = ("/proc", "/sys", "/dev")
+
+
+def _mount_one(req: MountRequest, root_fd: int, ctx) -> None:
+    rootfs, in_userns = ctx.rootfs, ctx.new_userns
+    mount_label = (ctx.config.get("linux") or {}).get("mountLabel")
+    if req.fstype in ("cgroup", "cgroup2") and not req.options.bind:
+        return mount_cgroup(req, root_fd, ctx)
+    no_symlinks = req.destination in SPECIAL_DIRS
+    target = safepath.ensure_target(root_fd, req.destination, _is_dir_source(req), no_symlinks=no_symlinks)
+    try:
+        real = safepath.path_of_fd(target, rootfs)
+        if real is None:
+            raise safepath.UnsafePathError("destination resolves outside the rootfs")
+        check_proc_destination(req, real)
+        if req.fstype == "proc" and not req.options.bind and not stat.S_ISDIR(os.fstat(target).st_mode):
+            raise safepath.UnsafePathError("proc must be mounted on a directory")
+        if req.options.bind:
+            bind_mount(req, target, in_userns)
+        else:
+            data = with_mount_label(req.options.data_text(), mount_label, req.fstype or "")
+            try:
+                if req.options.tmpcopyup and req.fstype == "tmpfs":
+                    tmpfs_copyup(req, root_fd, target, data)
+                else:
+                    fs_mount(req, target, data)
+            except SyscallError as e:
+                # sysfs/mqueue need a netns/ipcns owned by our user namespace; runc then binds the host's
+                if e.errno == errno.EPERM and req.fstype in ("sysfs", "mqueue") and in_userns:
+                    host = "/sys" if req.fstype == "sysfs" else "/dev/mqueue"
+                    log.debug("%s: %s not permitted, bind-mounting the host's %s", req.where, req.fstype, host)
+                    o = parse_options(["rbind", "nosuid", "noexec", "nodev"]
+                                      + (["ro"] if req.options.flags & sc.MS_RDONLY else []))
+                    try:
+                        bind_mount(MountRequest(req.index, req.destination, None, host, o, {}), target, in_userns)
+                    except SyscallError:
+                        raise e from None
+                else:
+                    raise
+        apply_after(req, root_fd)
+    finally:
+        os.close(target)
+
+
+# --- cgroup mounts --------------------------------------------------------------------------------------
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+DEFAULT_CGROUP_FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+
+
+def host_is_cgroup2() -> bool:
+    fd = os.open("/sys/fs/cgroup", sc.O_PATH | os.O_CLOEXEC)
+    try:
+        return sc.fstatfs_type(fd) == CGROUP2_SUPER_MAGIC
+    finally:
+        os.close(fd)
+
+
+def self_cgroups() -> list[tuple[str, str]]:
+    """(controllers, path) of each line of /proc/self/cgroup (controllers '' for the v2 line)."""
+    result = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            result.append((ctrls, path))
+    return result
+
+
+def v1_mounts() -> list[tuple[str, str, set]]:
+    """(mountpoint, mount root, super options) of every cgroup v1 mount we can see."""
+    result = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] == "cgroup":
+                result.append((fields[4], fields[3], set(fields[sep + 3].split(","))))
+    return result
+
+
+def _cgroup_flags(req: MountRequest) -> int:
+    """nosuid,nodev,noexec always; read-only unless the config says rw (as runc's specconv)."""
+    ro = not (req.options.cleared & sc.MS_RDONLY)
+    return DEFAULT_CGROUP_FLAGS | (sc.MS_RDONLY if ro else 0)
+
+
+def _bind_host_dir(source: str, target_fd: int, flags: int, label: str) -> None:
+    tree = sc.open_tree(-100, source, sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE, label=f"src={source}")
+    try:
+        attrs = ((sc.MOUNT_ATTR_RDONLY if flags & sc.MS_RDONLY else 0) | sc.MOUNT_ATTR_NOSUID
+                 | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC)
+        sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, attrs, label=f"src={source}, dst={label}")
+        sc.move_mount(tree, "", target_fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH,
+                      label=f"src={source}, dst={label}")
+    finally:
+        os.close(tree)
+
+
+def mount_cgroup(req: MountRequest, root_fd: int, ctx) -> None:
+    """cgroup2 on a unified host (or when asked for by type); a tmpfs of v1 hierarchies otherwise.
+
+    The init is already in its cgroup (and its cgroup namespace when one was asked for). With a
+    cgroup namespace the hierarchies are mounted fresh and show the namespace root; without one the
+    container's own cgroup directories are bind-mounted from the host, as runc does.
+    """
+    flags = _cgroup_flags(req)
+    if req.fstype == "cgroup2" or host_is_cgroup2():
+        return _mount_cgroup2(req, root_fd, ctx, flags)
+    target = safepath.mkdir_all_in_root(root_fd, req.destination)
+    try:
+        sc.mount("tmpfs", safepath.fd_path(target), "tmpfs", DEFAULT_CGROUP_FLAGS, "mode=755",
+                 label=req.destination)
+    finally:
+        os.close(target)
+    tmpfs = safepath.open_in_root(root_fd, req.destination, sc.O_PATH | os.O_DIRECTORY)
+    try:
+        hierarchies = v1_mounts()
+        for ctrls, path in self_cgroups():
+            if not ctrls:
+                continue  # the v2 line of a hybrid host: runc mounts only the v1 hierarchies
+            wanted = set(ctrls.split(","))
+            found = [h for h in hierarchies if wanted <= h[2]]
+            if not found:
+                continue  # a hierarchy we can not see (not mounted in this mount namespace)
+            mountpoint, mroot, _ = found[0]
+            name = os.path.basename(mountpoint)
+            dest = f"{req.destination}/{name}"
+            sub = safepath.mkdir_all_in_root(root_fd, dest)
+            try:
+                if ctx.new_cgroupns:
+                    data = ctrls if not ctrls.startswith("name=") else f"none,{ctrls}"
+                    sc.mount("cgroup", safepath.fd_path(sub), "cgroup", flags, data, label=dest)
+                else:
+                    rel = os.path.relpath(path, mroot) if mroot != "/" else path.lstrip("/")
+                    _bind_host_dir(os.path.normpath(os.path.join(mountpoint, rel)), sub, flags, dest)
+            finally:
+                os.close(sub)
+            for ctrl in wanted:  # cpu -> cpu,cpuacct, as on the host
+                if ctrl != name and not ctrl.startswith("name="):
+                    try:
+                        os.symlink(name, ctrl, dir_fd=tmpfs)
+                    except FileExistsError:
+                        pass
+        if flags & sc.MS_RDONLY:
+            sc.mount_setattr(tmpfs, "", sc.AT_EMPTY_PATH, sc.MOUNT_ATTR_RDONLY, label=req.destination)
+    finally:
+        os.close(tmpfs)
+
+
+def _mount_cgroup2(req: MountRequest, root_fd: int, ctx, flags: int) -> None:
+    target = safepath.mkdir_all_in_root(root_fd, req.destination)
+    try:
+        try:
+            sc.mount("cgroup2", safepath.fd_path(target), "cgroup2", flags, req.options.data_text(),
+                     label=req.destination)
+            return
+        except SyscallError as e:
+            # a user namespace without a cgroup namespace can not mount cgroup2: bind instead (runc #2158)
+            if e.errno not in (errno.EPERM, errno.EBUSY):
+                raise
+        base = "/sys/fs/cgroup" if host_is_cgroup2() else "/sys/fs/cgroup/unified"
+        source = base
+        if not ctx.new_cgroupns:
+            path = dict(self_cgroups()).get("", "/")
+            source = os.path.normpath(base + "/" + path)
+        _bind_host_dir(source, target, flags, req.destination)
+    finally:
+        os.close(target)

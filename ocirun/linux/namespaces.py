@@ -1,0 +1,102 @@
+"""Namespaces: the spec's namespace list turned into setns() joins and unshare() flags.
+
+plan() is pure (unit tested); join() and the id-map writer talk to the kernel.
+"""
+import os
+
+from ocirun.errors import ConfigError, SyscallError
+from ocirun.linux import syscalls as sc
+
+FLAGS = {
+    "pid": sc.CLONE_NEWPID,
+    "network": sc.CLONE_NEWNET,
+    "mount": sc.CLONE_NEWNS,
+    "ipc": sc.CLONE_NEWIPC,
+    "uts": sc.CLONE_NEWUTS,
+    "user": sc.CLONE_NEWUSER,
+    "cgroup": sc.CLONE_NEWCGROUP,
+    "time": sc.CLONE_NEWTIME,
+}
+# /proc/<pid>/ns/<name> for each type
+PROC_NAMES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
+              "cgroup": "cgroup", "time": "time"}
+
+
+def plan(namespaces: list[dict]) -> tuple[list[tuple[str, str, int]], bool, int]:
+    """Return (joins, new_user, unshare_flags).
+
+    joins: [(type, path, index)] in the order to setns: the user namespace first (it owns the
+    others, and joining it gives the capabilities to join them), the mount namespace last (after it
+    paths resolve differently; all paths are opened before any join anyway).
+    new_user: a new user namespace must be made (its maps written by the parent) before the others.
+    unshare_flags: the other new namespaces, made in one unshare() after the user namespace.
+    """
+    joins, new_user, flags = [], False, 0
+    for index, ns in enumerate(namespaces):
+        kind = ns.get("type")
+        if kind not in FLAGS:
+            raise ConfigError(f"linux.namespaces[{index}].type", f"unknown namespace type {kind!r}")
+        if ns.get("path"):
+            joins.append((kind, ns["path"], index))
+        elif kind == "user":
+            new_user = True
+        else:
+            flags |= FLAGS[kind]
+    order = {"user": 0, "mount": 2}
+    joins.sort(key=lambda j: order.get(j[0], 1))
+    return joins, new_user, flags
+
+
+def open_joins(joins: list[tuple[str, str, int]]) -> list[tuple[int, str, int]]:
+    """Open every namespace path before joining any (after a join, paths may resolve elsewhere)."""
+    opened = []
+    try:
+        for kind, path, index in joins:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ConfigError(f"linux.namespaces[{index}].path",
+                                  f"open {path}: {exc.strerror}") from None
+            opened.append((fd, kind, index))
+    except BaseException:
+        for fd, _, _ in opened:
+            os.close(fd)
+        raise
+    return opened
+
+
+def join(opened: list[tuple[int, str, int]]) -> None:
+    for fd, kind, index in opened:
+        try:
+            sc.setns(fd, FLAGS[kind], label=f"linux.namespaces[{index}] ({kind})")
+        except SyscallError as exc:
+            raise ConfigError(f"linux.namespaces[{index}].path", str(exc)) from None
+        finally:
+            os.close(fd)
+
+
+def idmap_text(mappings: list[dict]) -> str:
+    return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+
+
+def write_id_maps(pid: int, uid_mappings: list[dict], gid_mappings: list[dict]) -> None:
+    """The parent writes the maps of a new user namespace (root in the parent namespace may map any id)."""
+    for name, maps, field in (("uid_map", uid_mappings, "uidMappings"), ("gid_map", gid_mappings, "gidMappings")):
+        if not maps:
+            continue
+        path = f"/proc/{pid}/{name}"
+        try:
+            with open(path, "w") as f:
+                f.write(idmap_text(maps))
+        except OSError as exc:
+            raise ConfigError(f"linux.{field}", f"write {path}: {exc.strerror}") from None
+
+
+def write_time_offsets(offsets: dict) -> None:
+    """linux.timeOffsets: written after unshare(CLONE_NEWTIME), before the first child is made."""
+    lines = "".join(f"{clock} {int(v.get('secs', 0))} {int(v.get('nanosecs', 0))}\n" for clock, v in offsets.items())
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(lines)
+    except OSError as exc:
+        raise ConfigError("linux.timeOffsets", f"write /proc/self/timens_offsets: {exc.strerror}") from None

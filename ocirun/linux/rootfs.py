@@ -1,0 +1,235 @@
+"""The container's root filesystem: prepare (mounts, /dev), enter (pivot_root), finalize (masks, ro).
+
+Called by the container init (P2), already in its new mount namespace, in this order:
+prepare_rootfs(ctx) -> hooks -> enter_rootfs(ctx) -> finalize_rootfs(ctx).
+Every path inside the rootfs is resolved by fd (ocirun/linux/safepath.py), so a hostile image can not
+make a mount, a device node or a link land on the host.
+
+Default filesystems: the runtime spec (runtime-linux.md) says /proc, /sys, /dev/pts and /dev/shm
+SHOULD be available, but it is the config's `mounts` that makes them so. Decision: like runc, ocirun
+adds no filesystem the config does not list. Every config generator (runc spec, containerd, podman,
+ocirun spec) lists them, a config that leaves one out (no /sys, say) means it, and a drop-in for runc
+must produce the same mount table. What ocirun does add to /dev, like runc, is the default device
+nodes and the /dev links (tested in tests/integration/test_rootfs_units.py).
+"""
+import errno
+import logging
+import os
+import stat
+
+from ocirun.errors import ConfigError, OciError, SyscallError
+from ocirun.linux import devices, mounts, safepath
+from ocirun.linux import syscalls as sc
+
+log = logging.getLogger(__name__)
+
+ROOTFS_PROPAGATION = {
+    "shared": sc.MS_SHARED, "slave": sc.MS_SLAVE, "private": sc.MS_PRIVATE, "unbindable": sc.MS_UNBINDABLE,
+    "rshared": sc.MS_SHARED | sc.MS_REC, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "rprivate": sc.MS_PRIVATE | sc.MS_REC, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+
+
+def _linux(ctx) -> dict:
+    return ctx.config.get("linux") or {}
+
+
+def _root_propagation(ctx) -> int:
+    value = _linux(ctx).get("rootfsPropagation")
+    if not value:
+        return 0
+    flag = ROOTFS_PROPAGATION.get(value)
+    if flag is None:
+        raise ConfigError("linux.rootfsPropagation", f"unknown propagation {value!r} (want one of "
+                          f"{', '.join(ROOTFS_PROPAGATION)})")
+    return flag
+
+
+def needs_dev_setup(reqs: list) -> bool:
+    """runc creates devices and /dev links unless /dev is a bind mount from the host."""
+    return not any(r.destination == "/dev" and r.options.bind for r in reqs)
+
+
+def check_procfs(root_fd: int, rootfs: str) -> None:
+    """When something is mounted on /proc, it must be a real procfs (D-4) before anyone writes there."""
+    try:
+        fd = safepath.open_in_root(root_fd, "/proc", sc.O_PATH | os.O_DIRECTORY, no_symlinks=True)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT:
+            return
+        raise
+    try:
+        fs = sc.fstatfs_type(fd)
+        parent = safepath.open_in_root(root_fd, "/", sc.O_PATH)
+        try:
+            mounted = os.fstat(fd).st_dev != os.fstat(parent).st_dev
+        finally:
+            os.close(parent)
+        if mounted and fs != safepath.PROC_SUPER_MAGIC:
+            raise safepath.UnsafePathError(f"/proc in the container is not a procfs (f_type {fs:#x})")
+    finally:
+        os.close(fd)
+
+
+def prepare_rootfs(ctx) -> None:
+    """Propagation, the rootfs bind, the config's mounts in order, then /dev (devices, links, console)."""
+    cfg = ctx.config
+    _root_propagation(ctx)  # validate before any side effect; applied in enter_rootfs
+    reqs = [mounts.request(i, m, ctx.bundle) for i, m in enumerate(cfg.get("mounts") or [])]
+    if not ctx.new_mntns:
+        if reqs or _linux(ctx).get("maskedPaths") or _linux(ctx).get("readonlyPaths"):
+            raise ConfigError("mounts", "mounts, maskedPaths and readonlyPaths need a new mount namespace")
+        return
+    # D-17: nothing we mount may propagate to the host
+    sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
+    if not os.path.isdir(ctx.rootfs):
+        raise OciError(f"root.path: {ctx.rootfs} is not a directory")
+    # a mount of its own, so pivot_root can use it and its submounts move along
+    sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC)
+    root_fd = safepath.open_root(ctx.rootfs)
+    try:
+        for req in reqs:
+            mounts.mount_one(req, root_fd, ctx)
+        check_procfs(root_fd, ctx.rootfs)
+        if needs_dev_setup(reqs):
+            devices.create_devices(root_fd, _linux(ctx).get("devices") or [], in_userns=ctx.new_userns)
+            devices.create_links(root_fd)
+        if ctx.console_path:
+            devices.bind_console(root_fd, ctx.console_path)
+    finally:
+        os.close(root_fd)
+
+
+def enter_rootfs(ctx) -> None:
+    """pivot_root into the rootfs (or MS_MOVE + chroot with --no-pivot); cwd "/"."""
+    if not ctx.new_mntns:
+        os.chroot(ctx.rootfs)
+        os.chdir("/")
+        return
+    if ctx.no_pivot:
+        os.chdir(ctx.rootfs)
+        sc.mount(ctx.rootfs, "/", None, sc.MS_MOVE)
+        os.chroot(".")
+    else:
+        # runc's pivot_root(".", "."): the old root ends up stacked on the new one, with no put_old
+        # directory needed inside a (possibly read-only) rootfs; then it is detached.
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        new_root = os.open(ctx.rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fchdir(new_root)
+            sc.pivot_root(".", ".")
+            os.fchdir(old_root)
+            # the old root is a slave already (prepare_rootfs); again, so the umount cannot propagate
+            sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+            sc.umount2(".", sc.MNT_DETACH)
+        finally:
+            os.close(old_root)
+            os.close(new_root)
+    os.chdir("/")
+    prop = _root_propagation(ctx)
+    if prop:
+        sc.mount(None, "/", None, prop, label="/ (linux.rootfsPropagation)")
+
+
+def _open_dev_null(root_fd: int) -> int:
+    """/dev/null as an O_PATH fd, verified to be the 1:3 char device (D-5: a masked path must never
+    become a bind of some file the image chose)."""
+    fd = safepath.open_in_root(root_fd, "/dev/null", sc.O_PATH, no_symlinks=True)
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise safepath.UnsafePathError("/dev/null in the container is not the 1:3 character device; "
+                                       "refusing to mask paths with it")
+    return fd
+
+
+def _move_onto(tree: int, target: int, label: str) -> None:
+    sc.move_mount(tree, "", target, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH, label=label)
+
+
+def _mask_dir(target: int, path: str, mount_label: str | None) -> None:
+    """A read-only empty tmpfs over a directory (fsopen: no path, no /proc needed)."""
+    fs = sc.fsopen("tmpfs")
+    try:
+        if mount_label and mounts.selinux_enabled():
+            sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, "context", mount_label)
+        sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, "source", "tmpfs")
+        sc.fsconfig(fs, sc.FSCONFIG_CMD_CREATE, label=f"tmpfs for {path}")
+        mnt = sc.fsmount(fs, sc.FSMOUNT_CLOEXEC, sc.MOUNT_ATTR_RDONLY, label=path)
+    finally:
+        os.close(fs)
+    try:
+        _move_onto(mnt, target, f"masked path {path}")
+    finally:
+        os.close(mnt)
+
+
+def mask_paths(root_fd: int, paths: list[str], mount_label: str | None = None) -> None:
+    devnull = -1
+    try:
+        for i, path in enumerate(paths):
+            where = f"linux.maskedPaths[{i}] ({path})"
+            try:
+                target = safepath.open_in_root(root_fd, path)
+            except SyscallError as e:
+                if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                    continue  # nothing to hide
+                raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+            try:
+                if stat.S_ISDIR(os.fstat(target).st_mode):
+                    _mask_dir(target, path, mount_label)
+                else:
+                    if devnull < 0:
+                        devnull = _open_dev_null(root_fd)
+                    tree = sc.open_tree(devnull, "", sc.OPEN_TREE_CLONE | sc.AT_EMPTY_PATH, label="/dev/null")
+                    try:
+                        _move_onto(tree, target, f"masked path {path}")
+                    finally:
+                        os.close(tree)
+            except SyscallError as e:
+                raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+            finally:
+                os.close(target)
+    finally:
+        if devnull >= 0:
+            os.close(devnull)
+
+
+def readonly_paths(root_fd: int, paths: list[str]) -> None:
+    """A read-only bind of each path over itself; nosuid/nodev/noexec are kept (mount_setattr only
+    sets MOUNT_ATTR_RDONLY), and submounts become read-only too."""
+    for i, path in enumerate(paths):
+        where = f"linux.readonlyPaths[{i}] ({path})"
+        try:
+            target = safepath.open_in_root(root_fd, path)
+        except SyscallError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+        try:
+            tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE | sc.AT_EMPTY_PATH, label=path)
+            try:
+                sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_RDONLY, label=path)
+                _move_onto(tree, target, f"read-only path {path}")
+            finally:
+                os.close(tree)
+        except SyscallError as e:
+            raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+        finally:
+            os.close(target)
+
+
+def finalize_rootfs(ctx) -> None:
+    """After pivot_root: linux.maskedPaths, linux.readonlyPaths, then root.readonly."""
+    linux = _linux(ctx)
+    root_fd = os.open("/", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if linux.get("maskedPaths"):
+            mask_paths(root_fd, linux["maskedPaths"], linux.get("mountLabel"))
+        if linux.get("readonlyPaths"):
+            readonly_paths(root_fd, linux["readonlyPaths"])
+        if (ctx.config.get("root") or {}).get("readonly"):
+            # only MOUNT_ATTR_RDONLY changes: the root keeps its nosuid/nodev/... (and locked flags)
+            sc.mount_setattr(root_fd, "", sc.AT_EMPTY_PATH, sc.MOUNT_ATTR_RDONLY, label="/ (root.readonly)")
+    finally:
+        os.close(root_fd)

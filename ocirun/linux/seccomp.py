@@ -1,0 +1,306 @@
+"""linux.seccomp: validate the profile and build a libseccomp filter; load it; hand the listener fd on.
+
+compile_filter() does all the checking and building (ConfigError names the JSON field) so that the
+init only has to call SeccompFilter.load() at the right moment (see ocirun/security.py).
+
+Decisions, like runc:
+- syscall names libseccomp does not know are skipped (profiles list calls of other kernels/arches);
+- a rule whose action equals the default action is a no-op and is skipped (libseccomp refuses it);
+- when one rule compares the same argument twice, each comparison becomes its own rule (OR), since
+  libseccomp cannot AND two comparisons of one argument;
+- errnoRet / defaultErrnoRet are only accepted with SCMP_ACT_ERRNO and SCMP_ACT_TRACE (spec: MUST
+  fail otherwise); the default return code is EPERM;
+- SCMP_ACT_NOTIFY is refused as the default action and for the `write` syscall: the init has to
+  write to its sync socket after loading the filter, and nobody could answer that notification yet;
+  it also requires listenerPath (a notification nobody listens to would hang the container);
+- libseccomp's own no_new_privs bit is turned off: NoNewPrivileges is process.noNewPrivileges' job.
+
+Handing the notify fd to the agent: load() returns the fd; send_notify_fd() connects to listenerPath
+and sends the container process state with the fd in SCM_RIGHTS. It uses socket/connect/sendmsg/
+close, so calling it from the filtered process can deadlock if the profile notifies on one of those:
+`SeccompFilter.notify_blocks_sender` tells whether that is the case. The safe way (design note D-19)
+is to send from a process without the filter: the init passes the fd to the runtime parent (over the
+sync socket, or the parent takes it with pidfd_getfd; find_notify_fd() locates it in /proc/<pid>/fd).
+"""
+import errno as _errno
+import json
+import os
+import socket
+
+from ocirun.errors import ConfigError, SyscallError
+from ocirun.linux import syscalls
+
+# scmp_action values (seccomp.h); ERRNO and TRACE carry a 16-bit data value.
+ACTIONS = {
+    "SCMP_ACT_KILL": 0x00000000,
+    "SCMP_ACT_KILL_THREAD": 0x00000000,
+    "SCMP_ACT_KILL_PROCESS": 0x80000000,
+    "SCMP_ACT_TRAP": 0x00030000,
+    "SCMP_ACT_ERRNO": 0x00050000,
+    "SCMP_ACT_TRACE": 0x7FF00000,
+    "SCMP_ACT_LOG": 0x7FFC0000,
+    "SCMP_ACT_ALLOW": 0x7FFF0000,
+    "SCMP_ACT_NOTIFY": 0x7FC00000,
+}
+_ACTIONS_WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
+
+# Spec names -> libseccomp's names (seccomp_arch_resolve_name).
+ARCHITECTURES = {
+    f"SCMP_ARCH_{name.upper()}": name for name in (
+        "x86", "x86_64", "x32", "arm", "aarch64", "mips", "mips64", "mips64n32", "mipsel", "mipsel64",
+        "mipsel64n32", "ppc", "ppc64", "ppc64le", "s390", "s390x", "parisc", "parisc64", "riscv64",
+        "loongarch64", "m68k", "sh", "sheb")
+}
+
+OPERATORS = {
+    "SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
+    "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7,
+}
+
+# enum scmp_filter_attr
+_ATTR_CTL_NNP = 3
+_ATTR_CTL_TSYNC = 4
+_ATTR_CTL_LOG = 6
+_ATTR_CTL_SSB = 7
+_ATTR_API_SYSRAWRC = 9
+_ATTR_CTL_WAITKILL = 10
+
+# seccomp(2) flag name -> (filter attribute, the libseccomp version that has it)
+FLAGS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": (_ATTR_CTL_TSYNC, (2, 2, 0)),
+    "SECCOMP_FILTER_FLAG_LOG": (_ATTR_CTL_LOG, (2, 4, 0)),
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (_ATTR_CTL_SSB, (2, 5, 0)),
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (_ATTR_CTL_WAITKILL, (2, 6, 0)),
+}
+
+MAX_SYSCALL_ARGS = 6
+# What send_notify_fd() calls; notifying one of these from the sending process would deadlock it.
+_SENDER_SYSCALLS = frozenset({"socket", "connect", "sendmsg", "sendto", "write", "close", "poll", "fcntl"})
+
+
+class SeccompFilter:
+    """A built libseccomp filter context, ready to be loaded into the calling thread."""
+
+    def __init__(self, ctx: int, *, has_notify: bool, notified: frozenset[str], listener_path: str | None,
+                 listener_metadata: str | None):
+        self._ctx = ctx
+        self.has_notify = has_notify                 # some rule uses SCMP_ACT_NOTIFY
+        self.notified_syscalls = notified            # names of the syscalls with SCMP_ACT_NOTIFY
+        self.listener_path = listener_path
+        self.listener_metadata = listener_metadata
+
+    @property
+    def notify_blocks_sender(self) -> bool:
+        """True when send_notify_fd() must not run in a process that has this filter."""
+        return bool(self.notified_syscalls & _SENDER_SYSCALLS)
+
+    def load(self) -> int | None:
+        """Load the filter into the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
+
+        Returns the notify (listener) fd when a rule uses SCMP_ACT_NOTIFY, else None.
+        """
+        self._check_open()
+        syscalls.scmp_load(self._ctx)
+        if self.has_notify:
+            return syscalls.scmp_notify_fd(self._ctx)
+        return None
+
+    def export_bpf(self) -> bytes:
+        """The compiled BPF program (struct sock_filter array), for diagnostics and tests."""
+        self._check_open()
+        fd = os.memfd_create("ocirun-seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            syscalls.scmp_export_bpf(self._ctx, fd)
+            size = os.lseek(fd, 0, os.SEEK_END)
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._ctx:
+            syscalls.scmp_release(self._ctx)
+            self._ctx = 0
+
+    def _check_open(self) -> None:
+        if not self._ctx:
+            raise ValueError("seccomp filter already released")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _errno_action(action_name: str, errno_ret, path: str, what: str) -> int:
+    """The scmp action value for a name plus optional errnoRet, checked."""
+    if errno_ret is not None:
+        if action_name not in _ACTIONS_WITH_ERRNO:
+            raise ConfigError(f"{path}.{what}", f"is only supported with SCMP_ACT_ERRNO and SCMP_ACT_TRACE, "
+                                                f"not {action_name}")
+        if not isinstance(errno_ret, int) or isinstance(errno_ret, bool) or not 0 <= errno_ret <= 0xFFFF:
+            raise ConfigError(f"{path}.{what}", f"must be an integer from 0 to 65535, got {errno_ret!r}")
+    value = ACTIONS[action_name]
+    if action_name in _ACTIONS_WITH_ERRNO:
+        value |= (_errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF
+    return value
+
+
+def _action_name(name, path: str) -> str:
+    if name not in ACTIONS:
+        raise ConfigError(path, f"unknown seccomp action {name!r}")
+    return name
+
+
+def _u64(value, path: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 64:
+        raise ConfigError(path, f"must be an unsigned 64-bit integer, got {value!r}")
+    return value
+
+
+def _arg_comparisons(args, path: str) -> list[tuple[int, int, int, int]]:
+    if not isinstance(args, list):
+        raise ConfigError(path, "must be an array")
+    out = []
+    for j, arg in enumerate(args):
+        apath = f"{path}[{j}]"
+        if not isinstance(arg, dict):
+            raise ConfigError(apath, "must be an object")
+        index = arg.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < MAX_SYSCALL_ARGS:
+            raise ConfigError(f"{apath}.index", f"must be an argument index from 0 to {MAX_SYSCALL_ARGS - 1}, "
+                                                f"got {index!r}")
+        op = arg.get("op")
+        if op not in OPERATORS:
+            raise ConfigError(f"{apath}.op", f"unknown seccomp operator {op!r}")
+        value = _u64(arg.get("value"), f"{apath}.value")
+        value_two = _u64(arg.get("valueTwo", 0), f"{apath}.valueTwo")
+        out.append((index, OPERATORS[op], value, value_two))
+    return out
+
+
+def compile_filter(seccomp: dict, path: str = "linux.seccomp") -> SeccompFilter:
+    """Validate linux.seccomp and build the filter; nothing is loaded. Raises ConfigError."""
+    if not isinstance(seccomp, dict):
+        raise ConfigError(path, "must be an object")
+    default_name = _action_name(seccomp.get("defaultAction"), f"{path}.defaultAction")
+    if default_name == "SCMP_ACT_NOTIFY":
+        raise ConfigError(f"{path}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
+    default_action = _errno_action(default_name, seccomp.get("defaultErrnoRet"), path, "defaultErrnoRet")
+
+    arches = []
+    for i, arch in enumerate(seccomp.get("architectures") or ()):
+        lib_name = ARCHITECTURES.get(arch)
+        if lib_name is None:
+            raise ConfigError(f"{path}.architectures[{i}]", f"unknown seccomp architecture {arch!r}")
+        token = syscalls.scmp_arch_resolve_name(lib_name)
+        if not token:
+            raise ConfigError(f"{path}.architectures[{i}]", f"{arch} is not supported by libseccomp "
+                                                           f"{'.'.join(map(str, syscalls.scmp_version()))}")
+        arches.append(token)
+
+    attrs = []
+    for i, flag in enumerate(seccomp.get("flags") or ()):
+        if flag not in FLAGS:
+            raise ConfigError(f"{path}.flags[{i}]", f"unknown seccomp flag {flag!r}")
+        attr, needed = FLAGS[flag]
+        have = syscalls.scmp_version()
+        if have < needed:
+            raise ConfigError(f"{path}.flags[{i}]", f"{flag} needs libseccomp {'.'.join(map(str, needed))}, "
+                                                   f"this is {'.'.join(map(str, have))}")
+        attrs.append((attr, flag))
+
+    rules = []          # (action, syscall number, comparisons, label)
+    notified = set()
+    for i, entry in enumerate(seccomp.get("syscalls") or ()):
+        spath = f"{path}.syscalls[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(spath, "must be an object")
+        action_name = _action_name(entry.get("action"), f"{spath}.action")
+        action = _errno_action(action_name, entry.get("errnoRet"), spath, "errnoRet")
+        names = entry.get("names")
+        if not isinstance(names, list) or not names:
+            raise ConfigError(f"{spath}.names", "must be a non-empty array of syscall names")
+        comparisons = _arg_comparisons(entry.get("args") or [], f"{spath}.args")
+        indexes = [c[0] for c in comparisons]
+        # libseccomp cannot AND two comparisons of the same argument: one rule per comparison (runc)
+        groups = [[c] for c in comparisons] if len(set(indexes)) < len(indexes) else [comparisons]
+        for k, name in enumerate(names):
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{spath}.names[{k}]", "must be a syscall name")
+            if action_name == "SCMP_ACT_NOTIFY":
+                if name == "write":
+                    raise ConfigError(f"{spath}.names[{k}]", "SCMP_ACT_NOTIFY cannot be used for the write "
+                                                             "syscall (the runtime needs it to hand the fd over)")
+                notified.add(name)
+            if action == default_action:
+                continue
+            nr = syscalls.scmp_syscall_resolve_name(name)
+            if nr == -1:        # __NR_SCMP_ERROR: unknown to libseccomp -> skipped, like runc
+                continue
+            for group in groups:
+                rules.append((action, nr, group, f"{spath} {name}"))
+
+    listener_path = seccomp.get("listenerPath") or None
+    metadata = seccomp.get("listenerMetadata")
+    if metadata is not None and not listener_path:
+        raise ConfigError(f"{path}.listenerMetadata", "must not be set without listenerPath")
+    if notified and not listener_path:
+        raise ConfigError(f"{path}.listenerPath", "is required when SCMP_ACT_NOTIFY is used")
+    if listener_path is not None and not os.path.isabs(listener_path):
+        raise ConfigError(f"{path}.listenerPath", "must be an absolute path")
+
+    ctx = syscalls.scmp_init(default_action)
+    try:
+        syscalls.scmp_attr_set(ctx, _ATTR_CTL_NNP, 0, label="no_new_privs=0")
+        syscalls.scmp_attr_set(ctx, _ATTR_API_SYSRAWRC, 1, label="api_sysrawrc=1")
+        for attr, flag in attrs:
+            syscalls.scmp_attr_set(ctx, attr, 1, label=flag)
+        for token in arches:
+            syscalls.scmp_arch_add(ctx, token)
+        for action, nr, comparisons, label in rules:
+            syscalls.scmp_rule_add(ctx, action, nr, comparisons, label=label)
+    except BaseException:
+        syscalls.scmp_release(ctx)
+        raise
+    return SeccompFilter(ctx, has_notify=bool(notified), notified=frozenset(notified),
+                         listener_path=listener_path, listener_metadata=metadata)
+
+
+def process_state(state: dict, metadata: str | None) -> dict:
+    """The spec's "container process state" sent to the seccomp agent (config-linux.md)."""
+    msg = {"ociVersion": state.get("ociVersion", ""), "fds": ["seccompFd"], "pid": state.get("pid", 0)}
+    if metadata:
+        msg["metadata"] = metadata
+    msg["state"] = state
+    return msg
+
+
+def send_notify_fd(listener_path: str, notify_fd: int, state: dict, metadata: str | None = None) -> None:
+    """Send the container process state with the notify fd (SCM_RIGHTS) to listenerPath, then close.
+
+    Run this in a process that does not have the filter when `notify_blocks_sender` is true.
+    """
+    data = json.dumps(process_state(state, metadata)).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.connect(listener_path)
+            sent = socket.send_fds(sock, [data], [notify_fd])
+            # the spec allows several sendmsg calls as long as the fds go with the first one
+            if sent < len(data):
+                sock.sendall(data[sent:])
+        except OSError as exc:
+            raise SyscallError(exc.errno or _errno.EIO, "send seccomp fd to listener",
+                                        listener_path) from None
+
+
+def find_notify_fd(pid: int) -> int | None:
+    """The fd number of a seccomp listener in /proc/<pid>/fd, for taking it with pidfd_getfd."""
+    base = f"/proc/{pid}/fd"
+    for name in os.listdir(base):
+        try:
+            if os.readlink(f"{base}/{name}") == "anon_inode:seccomp notify":
+                return int(name)
+        except OSError:
+            continue
+    return None

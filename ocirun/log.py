@@ -1,0 +1,82 @@
+"""runc's log format: logrus text (`time="..." level=error msg="..."`) or JSON lines.
+
+Without --log the lines go to stderr (as runc does). With --log FILE they go to the file (opened
+O_APPEND, 0644) and fatal errors are also printed bare on stderr, which is what shims and podman read.
+The stdlib logging module is not used: it costs import time on every command.
+"""
+import os
+import sys
+import time
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "fatal": 50}
+
+_fd = 2
+_json = False
+_threshold = LEVELS["info"]
+_to_file = False
+
+
+def configure(path: str | None, fmt: str = "text", debug: bool = False) -> None:
+    global _fd, _json, _threshold, _to_file
+    if fmt not in ("text", "json"):
+        raise ValueError(f"invalid log-format: {fmt}")
+    _json = fmt == "json"
+    _threshold = LEVELS["debug"] if debug else LEVELS["info"]
+    if path:
+        _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        _to_file = True
+
+
+def now_rfc3339(ns: int | None = None, nano: bool = False) -> str:
+    ns = time.time_ns() if ns is None else ns
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+    return f"{base}.{ns % 1_000_000_000:09d}Z" if nano else base + "Z"
+
+
+def format_line(level: str, msg: str, ts: str | None = None) -> str:
+    ts = ts or now_rfc3339()
+    if _json:
+        import json
+        return json.dumps({"level": level, "msg": msg, "time": ts}) + "\n"
+    quoted = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'time="{ts}" level={level} msg="{quoted}"\n'
+
+
+def log(level: str, msg: str) -> None:
+    if LEVELS[level] < _threshold:
+        return
+    try:
+        os.write(_fd, format_line(level, msg).encode())
+    except OSError:
+        pass
+
+
+def debug(msg: str) -> None:
+    log("debug", msg)
+
+
+def info(msg: str) -> None:
+    log("info", msg)
+
+
+def warning(msg: str) -> None:
+    log("warning", msg)
+
+
+def error(msg: str) -> None:
+    log("error", msg)
+
+
+def fatal(msg: str) -> None:
+    """The root cause, logged last; also printed on stderr when the log goes to a file."""
+    log("error", msg)
+    if _to_file:
+        try:
+            sys.stderr.write(msg + "\n")
+            sys.stderr.flush()
+        except OSError:
+            pass
+
+
+def is_debug() -> bool:
+    return _threshold <= LEVELS["debug"]

@@ -1,0 +1,236 @@
+"""The parent side of `create`: validate, record, spawn the init, drive it to `created`, or roll back.
+
+Every side effect registers its undo on an ExitStack; any failure unwinds them all, so a failed
+create leaves no process, cgroup, fifo or state directory behind.
+"""
+import contextlib
+import os
+import socket
+import sys
+
+from ocirun import hooks, log, protocol
+from ocirun import state as st
+from ocirun.errors import ConfigError, ContainerExists, InitError, OciError
+from ocirun.linux import namespaces as ns
+from ocirun.linux import syscalls as sc
+
+
+class CreateOptions:
+    def __init__(self, *, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
+                 no_pivot: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False):
+        self.bundle = os.path.abspath(bundle)
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
+        self.systemd_cgroup = systemd_cgroup
+
+
+def load_and_validate(bundle: str) -> dict:
+    from ocirun import security, spec, validate
+    config = spec.load_config(bundle)
+    spec.validate_schema(config)
+    validate.validate(config, bundle)
+    for warning in security.validate_process(config):
+        log.warning(warning)
+    return config
+
+
+def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
+    st.validate_id(cid)
+    if not os.path.isdir(opts.bundle):
+        raise OciError(f"bundle {opts.bundle}: no such file or directory")
+    config = load_and_validate(opts.bundle)
+    process = config.get("process")
+    if not process:
+        raise ConfigError("process", "a process is required to create a container")
+    if process.get("terminal") and not opts.console_socket:
+        raise ConfigError("process.terminal", "cannot allocate a tty without --console-socket")
+    if not any(n.get("type") == "mount" and not n.get("path") for n in (config.get("linux") or {}).get("namespaces") or []):
+        raise ConfigError("linux.namespaces", "a new mount namespace is required")
+    os.makedirs(root, 0o700, exist_ok=True)
+    cdir = os.path.join(root, cid)
+    try:
+        os.mkdir(cdir, 0o711)
+    except FileExistsError:
+        raise ContainerExists(cid) from None
+    with contextlib.ExitStack() as undo:
+        undo.callback(_remove_dir, cdir)
+        with st.lock(root, cid):
+            state = _create_locked(root, cid, cdir, config, opts, undo)
+        undo.pop_all()
+    return state
+
+
+def _create_locked(root, cid, cdir, config, opts, undo) -> st.State:
+    # The bundle is the caller's (trusted); its rootfs path is resolved once, here, as runc does.
+    rootfs = os.path.realpath(os.path.join(opts.bundle, config["root"]["path"]))
+    state = st.State(root, cid, {
+        "ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATING, "pid": 0, "pid_start": None,
+        "bundle": opts.bundle, "rootfs": rootfs, "created": log.now_rfc3339(nano=True), "owner": "",
+        "config": config,
+    })
+    state.save()
+    fifo = os.path.join(cdir, st.FIFO)
+    os.mkfifo(fifo, 0o622)
+    linux = config.get("linux") or {}
+    from ocirun.linux.cgroups import new_manager
+    cgroup = new_manager(linux.get("cgroupsPath"), cid, systemd=opts.systemd_cgroup)
+    cgroup.create()
+    undo.callback(cgroup.destroy)
+    state.data["cgroup"] = cgroup.to_dict()
+    state.save()
+
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for s in (parent_sock, child_sock):
+        try:
+            s.setsockopt(socket.SOL_SOCKET, 32, 1 << 22)  # SO_SNDBUFFORCE: the bootstrap is one packet
+        except OSError:
+            pass
+    undo.callback(parent_sock.close)
+    send_fds = [os.open(fifo, sc.O_PATH | os.O_CLOEXEC)]
+    undo.callback(os.close, send_fds[0])
+    if opts.console_socket:
+        csock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            csock.connect(opts.console_socket)
+        except OSError as exc:
+            raise OciError(f"--console-socket {opts.console_socket}: connect: {exc.strerror}") from None
+        undo.callback(csock.close)
+        send_fds.append(csock.fileno())
+
+    init_pid = spawn_init(child_sock, opts.preserve_fds)
+    child_sock.close()
+    undo.callback(_kill_and_reap, init_pid)
+    container_pid = 0
+    undo.callback(lambda: container_pid and _kill(container_pid))
+    cgroup.add(init_pid)
+    cgroup.set(linux.get("resources") or {})
+
+    boot = {"type": "bootstrap", "config": config, "bundle": opts.bundle, "rootfs": rootfs,
+            "no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
+            "state": {"ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATING,
+                      "bundle": opts.bundle, **({"annotations": config["annotations"]} if config.get("annotations") else {})}}
+    protocol.send(parent_sock, boot, send_fds)
+    while True:
+        msg, _ = protocol.recv(parent_sock)
+        if msg is None:
+            raise InitError("container init exited before it was ready")
+        kind = msg.get("type")
+        if kind == "error":
+            raise InitError(msg.get("msg", "container init failed"))
+        if kind == "userns_map":
+            ns.write_id_maps(init_pid, linux.get("uidMappings") or [], linux.get("gidMappings") or [])
+            protocol.send(parent_sock, {"type": "ack"})
+        elif kind == "child_pid":
+            container_pid = msg["pid"]
+            os.waitpid(init_pid, 0)
+            state.data["pid"] = container_pid
+            state.data["pid_start"] = st.proc_start_time(container_pid)
+        elif kind == "hooks":
+            _run_runtime_hooks(config, state, container_pid, parent_sock)
+        elif kind == "ready":
+            if "seccomp_fd" in msg:
+                _pass_seccomp_fd(config, state, container_pid, msg["seccomp_fd"], parent_sock)
+            break
+        else:
+            raise InitError(f"unexpected message from init: {kind}")
+    state.data["status"] = st.CREATED
+    state.save()
+    if opts.pid_file:
+        write_pid_file(opts.pid_file, container_pid)
+    return state
+
+
+def _run_runtime_hooks(config, state, pid, sock) -> None:
+    """prestart (deprecated) and createRuntime run in the runtime's namespaces, after the container's
+    namespaces exist and before pivot_root; netDevices are moved here too (they need the netns)."""
+    linux = config.get("linux") or {}
+    try:
+        if linux.get("netDevices"):
+            from ocirun.linux.network import move_net_devices
+            move_net_devices(linux["netDevices"], pid)
+        all_hooks = config.get("hooks") or {}
+        hook_state = dict(state.oci_state(), status=st.CREATING, pid=pid)
+        for kind in ("prestart", "createRuntime"):
+            hooks.run_hooks(kind, all_hooks.get(kind), hook_state, cwd=state.bundle)
+    except OciError as exc:
+        protocol.send(sock, {"type": "error", "msg": str(exc)})
+        raise
+    protocol.send(sock, {"type": "ack"})
+
+
+def _pass_seccomp_fd(config, state, pid, target_fd, sock) -> None:
+    """linux.seccomp.listenerPath: take the notify fd out of the init and send it to the agent,
+    with the container process state (config-linux.md), from here where no filter applies."""
+    from ocirun.linux.seccomp import send_notify_fd
+    seccomp = (config.get("linux") or {}).get("seccomp") or {}
+    pidfd = os.pidfd_open(pid)
+    try:
+        fd = sc.pidfd_getfd(pidfd, target_fd)
+        try:
+            send_notify_fd(seccomp["listenerPath"], fd, dict(state.oci_state(), status=st.CREATING, pid=pid),
+                           seccomp.get("listenerMetadata"))
+        finally:
+            os.close(fd)
+    except OciError as exc:
+        protocol.send(sock, {"type": "error", "msg": str(exc)})
+        raise
+    except OSError as exc:
+        msg = f"linux.seccomp.listenerPath: {exc.strerror or exc}"
+        protocol.send(sock, {"type": "error", "msg": msg})
+        raise OciError(msg) from None
+    protocol.send(sock, {"type": "ack"})
+
+
+def spawn_init(child_sock: socket.socket, preserve_fds: int) -> int:
+    """fork + exec a fresh interpreter running the init; only stdio, the preserved fds and the
+    sync socket cross the exec (fds leaked to us by our caller are marked close-on-exec)."""
+    sync_fd = child_sock.fileno()
+    argv = [sys.executable, "-I", "-B", "-m", "ocirun", "init"]
+    env = {"_OCIRUN_SYNC": str(sync_fd)}
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sc.close_range(3 + preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+            for fd in range(3, 3 + preserve_fds):
+                try:
+                    os.set_inheritable(fd, True)
+                except OSError:
+                    pass
+            os.set_inheritable(sync_fd, True)
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    return pid
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_and_reap(pid: int) -> None:
+    _kill(pid)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _remove_dir(path: str) -> None:
+    for name in (st.FIFO, st.STATE_FILE, f".{st.STATE_FILE}.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(path, name))
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(path)

@@ -1,0 +1,111 @@
+"""Reading config.json and checking it against ocirun's own JSON schema (spec/*.json -> ocirun._spec).
+
+jsonschema and referencing cost 70-100 ms to import, so they are imported inside validate_schema():
+only `create` and `run` pay for them. Keep this module's top-level imports to the stdlib.
+"""
+import json
+import os
+import re
+
+from ocirun.errors import ConfigError
+
+SCHEMA_PACKAGE = "ocirun._spec"
+ROOT_SCHEMA = "config-schema.json"
+# Longest instance text kept in a schema error message (jsonschema puts repr(instance) in it).
+_MAX_MESSAGE = 300
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_validator = None
+
+
+def json_path(parts) -> str:
+    """['linux', 'uidMappings', 0, 'size'] -> 'linux.uidMappings[0].size'.
+
+    Map keys that are not plain identifiers (sysctl names, annotation keys, device names) are quoted,
+    `linux.sysctl["net.ipv4.ip_forward"]`, so the path stays unambiguous.
+    """
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENTIFIER.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += "[" + json.dumps(part) + "]"
+    return out
+
+
+def load_config(bundle: str) -> dict:
+    """Read and parse <bundle>/config.json; every failure is a one-line ConfigError naming the file."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError("config.json", f"open {path}: {e.strerror}") from e
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError("config.json", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError("config.json", f"invalid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    if not isinstance(doc, dict):
+        raise ConfigError("config.json", f"must contain a JSON object, not {type(doc).__name__}")
+    return doc
+
+
+def schema_files():
+    """The directory of our schema files: package data `ocirun._spec` in a wheel install; in a source
+    checkout (an editable install that does not map package-dir) the `spec/` directory beside `ocirun/`."""
+    from importlib.resources import files
+
+    try:
+        return files(SCHEMA_PACKAGE)
+    except ModuleNotFoundError:
+        from pathlib import Path
+
+        source = Path(__file__).resolve().parent.parent / "spec"
+        if (source / ROOT_SCHEMA).is_file():
+            return source
+        raise ConfigError("", f"ocirun is broken: package {SCHEMA_PACKAGE} (the config.json schema) is missing")
+
+
+def _load_validator():
+    """Build the validator once per process: our schema files, their $refs resolved by a Registry."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    resources = []
+    root = None
+    for entry in schema_files().iterdir():
+        if not entry.name.endswith(".json"):
+            continue
+        contents = json.loads(entry.read_text(encoding="utf-8"))
+        resources.append((contents["$id"], Resource.from_contents(contents)))
+        if entry.name == ROOT_SCHEMA:
+            root = contents
+    if root is None:
+        raise ConfigError("", f"ocirun is broken: {ROOT_SCHEMA} missing from package {SCHEMA_PACKAGE}")
+    # No `retrieve` callable: a $ref outside our files is an error, never a network fetch.
+    registry = Registry().with_resources(resources)
+    return Draft202012Validator(root, registry=registry)
+
+
+def _short(message: str) -> str:
+    message = " ".join(message.split())
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE - 3] + "..."
+    return message
+
+
+def validate_schema(doc: dict) -> None:
+    """Raise ConfigError(`<json path>`, message) for the most relevant schema violation of `doc`."""
+    global _validator
+    from jsonschema.exceptions import best_match
+
+    if _validator is None:
+        _validator = _load_validator()
+    error = best_match(_validator.iter_errors(doc))
+    if error is None:
+        return
+    raise ConfigError(json_path(error.absolute_path) or "config.json", _short(error.message))

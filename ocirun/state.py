@@ -1,0 +1,164 @@
+"""The state store: one directory per container under --root, saved atomically, locked per id.
+
+<root>/<id>/state.json   what create recorded (pid, its start time, bundle, config, cgroup, ...)
+<root>/<id>/exec.fifo    exists from create until start: its presence is what makes `created`
+
+The status is never trusted from the file: it is derived each time from the init process (alive, and
+the same process: /proc/<pid>/stat start time matches, so a recycled pid is never taken for it), the
+freezer and the fifo, as runc does.
+"""
+import contextlib
+import fcntl
+import json
+import os
+
+from ocirun.errors import ContainerNotFound, OciError
+
+CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+
+
+def validate_id(cid: str) -> None:
+    """runc's rule: [a-zA-Z0-9_+-][a-zA-Z0-9_+.-]*, and never a path."""
+    ok = bool(cid) and len(cid) <= 1024 and cid not in (".", "..")
+    if ok:
+        first = cid[0]
+        ok = (first.isascii() and (first.isalnum() or first in "_+-")
+              and all(c.isascii() and (c.isalnum() or c in "_+.-") for c in cid))
+    if not ok:
+        raise OciError(f"invalid container ID format: {cid!r}")
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot), or None when the pid is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class State:
+    def __init__(self, root: str, cid: str, data: dict):
+        self.root = root
+        self.id = cid
+        self.data = data
+
+    # --- stored fields -------------------------------------------------------------------------
+    @property
+    def dir(self) -> str:
+        return os.path.join(self.root, self.id)
+
+    @property
+    def pid(self) -> int:
+        return self.data.get("pid", 0)
+
+    @property
+    def bundle(self) -> str:
+        return self.data["bundle"]
+
+    @property
+    def config(self) -> dict:
+        return self.data.get("config", {})
+
+    @property
+    def cgroup(self) -> dict | None:
+        return self.data.get("cgroup")
+
+    @property
+    def annotations(self) -> dict:
+        return self.config.get("annotations") or {}
+
+    # --- derived status ------------------------------------------------------------------------
+    def init_alive(self) -> bool:
+        pid = self.pid
+        return pid > 0 and proc_start_time(pid) == self.data.get("pid_start")
+
+    @property
+    def status(self) -> str:
+        if self.data.get("status") == CREATING:
+            return CREATING
+        if not self.init_alive():
+            return STOPPED
+        if self.cgroup and self.is_frozen():
+            return PAUSED
+        if os.path.exists(os.path.join(self.dir, FIFO)):
+            return CREATED
+        return RUNNING
+
+    def is_frozen(self) -> bool:
+        from ocirun.linux.cgroups import manager_from_dict
+        try:
+            return manager_from_dict(self.cgroup).is_frozen()
+        except OSError:
+            return False
+
+    def oci_state(self) -> dict:
+        """The state of runtime.md, as given to hooks on stdin."""
+        status = self.status
+        state = {"ociVersion": self.data.get("ociVersion", "1.3.0"), "id": self.id, "status": status,
+                 "bundle": self.bundle}
+        if status != STOPPED:
+            state["pid"] = self.pid
+        if self.annotations:
+            state["annotations"] = self.annotations
+        return state
+
+    def runc_state(self) -> dict:
+        """What `state` prints: runtime.md's fields plus runc's rootfs, created and owner."""
+        status = self.status
+        out = {"ociVersion": self.data.get("ociVersion", "1.3.0"), "id": self.id,
+               "pid": self.pid if status != STOPPED else 0, "status": status, "bundle": self.bundle,
+               "rootfs": self.data.get("rootfs", ""), "created": self.data.get("created", ""),
+               "owner": self.data.get("owner", "")}
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+    # --- persistence ---------------------------------------------------------------------------
+    def save(self) -> None:
+        tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.data, f)
+        os.replace(tmp, os.path.join(self.dir, STATE_FILE))
+
+
+def load(root: str, cid: str) -> State:
+    validate_id(cid)
+    try:
+        with open(os.path.join(root, cid, STATE_FILE)) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ContainerNotFound(cid) from None
+    except ValueError as exc:
+        raise OciError(f"{os.path.join(root, cid, STATE_FILE)}: corrupt state file: {exc}") from None
+    return State(root, cid, data)
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.exists(os.path.join(root, n, STATE_FILE)))
+
+
+@contextlib.contextmanager
+def lock(root: str, cid: str):
+    """An exclusive flock on the container's directory, held for one command's whole operation."""
+    validate_id(cid)
+    try:
+        fd = os.open(os.path.join(root, cid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ContainerNotFound(cid) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

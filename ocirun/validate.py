@@ -1,0 +1,310 @@
+"""Semantic checks of config.json that the JSON schema cannot express.
+
+Run after spec.validate_schema(), so types are already right; the checks still read the config with
+.get() and isinstance() guards so that a caller skipping the schema gets a ConfigError, not a crash.
+Every check is `check_x(config, bundle) -> None` raising ConfigError(<json path>, <message>); they only
+look at the config, the bundle and the host, never at other containers. `validate()` runs them in order.
+"""
+import os
+import posixpath
+import re
+import stat
+
+from ocirun.errors import ConfigError
+from ocirun.spec import json_path
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+# getrlimit(2) resources; the spec says a type that cannot be mapped MUST be an error.
+RLIMITS = frozenset({
+    "RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
+    "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS",
+    "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
+})
+
+# Clocks a time namespace can offset (time_namespaces(7)).
+TIME_CLOCKS = ("monotonic", "boottime")
+
+# Mount destinations allowed below /proc: the files lxcfs emulates (runc's checkProcMount list).
+PROC_MOUNT_ALLOWLIST = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+})
+
+# The ipc namespace isolates these sysctls (ipc_namespaces(7), runc's validator).
+_IPC_SYSCTL = re.compile(r"^(kernel\.(shm[a-z_]*|msg[a-z_]*|sem|sem_[a-z_]*)|fs\.mqueue\.[a-z_]+)$")
+_SYSCTL_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$", re.IGNORECASE)
+
+CONTAINER_ID = re.compile(r"^[a-zA-Z0-9_+\-][a-zA-Z0-9_+.\-]*$")
+CONTAINER_ID_MAX = 1024
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$")
+
+
+def validate_id(cid: str) -> None:
+    """Container ids become directory names under --root: no separators, no `.`/`..`, bounded length."""
+    if not isinstance(cid, str) or not cid:
+        raise ConfigError("id", "container id must not be empty")
+    if len(cid) > CONTAINER_ID_MAX:
+        raise ConfigError("id", f"container id is longer than {CONTAINER_ID_MAX} characters")
+    if cid in (".", "..") or not CONTAINER_ID.fullmatch(cid):
+        raise ConfigError("id", f"invalid container id {cid!r}: it must match {CONTAINER_ID.pattern}"
+                                f" and must not be '.' or '..'")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _linux(config: dict) -> dict:
+    linux = config.get("linux")
+    return linux if isinstance(linux, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def namespaces_by_type(config: dict) -> dict:
+    """{type: path or None} of linux.namespaces (the first entry of each type)."""
+    out: dict = {}
+    for ns in _list(_linux(config).get("namespaces")):
+        if isinstance(ns, dict) and ns.get("type") not in out:
+            out[ns.get("type")] = ns.get("path") or None
+    return out
+
+
+def _has_new(config: dict, nstype: str) -> bool:
+    nss = namespaces_by_type(config)
+    return nstype in nss and nss[nstype] is None
+
+
+def _is_current_ns(path: str, nstype: str) -> bool:
+    """True if `path` names the namespace this process is already in (i.e. the host's)."""
+    own = {"network": "net"}.get(nstype, nstype)
+    try:
+        a, b = os.stat(path), os.stat(f"/proc/self/ns/{own}")
+    except OSError:
+        return False      # joining will fail later with the real errno
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+def check_oci_version(config: dict, bundle: str) -> None:
+    version = config.get("ociVersion")
+    if not isinstance(version, str) or not _SEMVER.fullmatch(version):
+        raise ConfigError("ociVersion", f"{version!r} is not a SemVer 2.0.0 version")
+    major = int(version.split(".", 1)[0])
+    if major != 1:
+        raise ConfigError("ociVersion", f"unsupported version {version}: ocirun implements runtime-spec 1.x")
+
+
+def check_root(config: dict, bundle: str) -> None:
+    root = config.get("root")
+    if not isinstance(root, dict) or not isinstance(root.get("path"), str) or not root["path"]:
+        raise ConfigError("root.path", "is required on Linux")
+    path = os.path.join(bundle, root["path"])
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError("root.path", f"{path}: no such file or directory") from None
+    except OSError as e:
+        raise ConfigError("root.path", f"{path}: {e.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError("root.path", f"{path}: not a directory")
+
+
+def check_process(config: dict, bundle: str) -> None:
+    """create/run need a process: args[0] is the program, cwd is absolute, rlimits are known and unique."""
+    process = config.get("process")
+    if not isinstance(process, dict):
+        raise ConfigError("process", "is required to create a container")
+    args = process.get("args")
+    if not isinstance(args, list) or not args:
+        raise ConfigError("process.args", "must contain at least one entry (the program to run)")
+    if not isinstance(args[0], str) or not args[0]:
+        raise ConfigError("process.args[0]", "must be a non-empty program name or path")
+    cwd = process.get("cwd")
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        raise ConfigError("process.cwd", f"must be an absolute path, not {cwd!r}")
+    seen = set()
+    for i, rlimit in enumerate(_list(process.get("rlimits"))):
+        kind = _dict(rlimit).get("type")
+        if kind not in RLIMITS:
+            raise ConfigError(f"process.rlimits[{i}].type", f"unknown resource limit {kind!r}")
+        if kind in seen:
+            raise ConfigError(f"process.rlimits[{i}].type", f"duplicate resource limit {kind}")
+        seen.add(kind)
+        soft, hard = rlimit.get("soft"), rlimit.get("hard")
+        if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
+            raise ConfigError(f"process.rlimits[{i}].soft", f"soft limit {soft} is above the hard limit {hard}")
+
+
+def check_hooks(config: dict, bundle: str) -> None:
+    for kind, hooks in _dict(config.get("hooks")).items():
+        for i, hook in enumerate(_list(hooks)):
+            path = _dict(hook).get("path")
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigError(f"hooks.{kind}[{i}].path", f"must be an absolute path, not {path!r}")
+
+
+def _check_proc_destination(i: int, dest: str, mount: dict) -> None:
+    """Only procfs goes on /proc, and below it only the files lxcfs emulates (runc checkProcMount).
+
+    This is the lexical part; rootfs code still has to resolve symlinks inside the root (D-1, D-5).
+    """
+    if dest == "/proc":
+        options = _list(mount.get("options"))
+        if mount.get("type") != "proc" and "bind" not in options and "rbind" not in options:
+            raise ConfigError(f"mounts[{i}].destination", "/proc can only be a proc mount")
+    elif dest.startswith("/proc/") and dest not in PROC_MOUNT_ALLOWLIST:
+        raise ConfigError(f"mounts[{i}].destination", f"cannot mount on {dest}: it is inside /proc")
+
+
+def check_mounts(config: dict, bundle: str) -> None:
+    for i, mount in enumerate(_list(config.get("mounts"))):
+        mount = _dict(mount)
+        dest = mount.get("destination")
+        if not isinstance(dest, str) or not dest:
+            raise ConfigError(f"mounts[{i}].destination", "must not be empty")
+        # config.md 1.3.0: a relative Linux destination is deprecated but still allowed and MUST be
+        # taken relative to "/"; runc does the same. So compare in its absolute, normalized form.
+        normal = posixpath.normpath(posixpath.join("/", dest))
+        _check_proc_destination(i, normal, mount)
+        options = _list(mount.get("options"))
+        idmapped = "idmap" in options or "ridmap" in options
+        if idmapped and not mount.get("uidMappings") and "user" not in namespaces_by_type(config):
+            raise ConfigError(f"mounts[{i}].options",
+                              "idmap needs uidMappings/gidMappings on the mount or a user namespace")
+
+
+def check_namespaces(config: dict, bundle: str) -> None:
+    seen = set()
+    for i, ns in enumerate(_list(_linux(config).get("namespaces"))):
+        ns = _dict(ns)
+        kind = ns.get("type")
+        if kind not in NAMESPACE_TYPES:
+            raise ConfigError(f"linux.namespaces[{i}].type", f"unknown namespace type {kind!r}")
+        if kind in seen:
+            raise ConfigError(f"linux.namespaces[{i}].type", f"duplicate namespace type {kind!r}")
+        seen.add(kind)
+        path = ns.get("path")
+        if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+            raise ConfigError(f"linux.namespaces[{i}].path", f"must be an absolute path, not {path!r}")
+
+
+def check_uts_names(config: dict, bundle: str) -> None:
+    """Setting hostname/domainname in a UTS namespace we do not own would rename the host's."""
+    for field in ("hostname", "domainname"):
+        if config.get(field) and not _has_new(config, "uts"):
+            raise ConfigError(field, "cannot be set without a new UTS namespace"
+                                     " (a linux.namespaces entry of type uts without path)")
+
+
+def check_id_mappings(config: dict, bundle: str) -> None:
+    linux = _linux(config)
+    nss = namespaces_by_type(config)
+    for field in ("uidMappings", "gidMappings"):
+        if linux.get(field) and "user" not in nss:
+            raise ConfigError(f"linux.{field}", "needs a user namespace (a linux.namespaces entry of type user)")
+    if "user" in nss and nss["user"] is None:
+        for field in ("uidMappings", "gidMappings"):
+            if not linux.get(field):
+                raise ConfigError(f"linux.{field}", "is required with a new user namespace")
+
+
+def check_sysctl(config: dict, bundle: str) -> None:
+    """Only namespaced sysctls, each in a namespace of the container's own (runc's allow-list)."""
+    nss = namespaces_by_type(config)
+    for key in _dict(_linux(config).get("sysctl")):
+        path = json_path(["linux", "sysctl", key])
+        if not _SYSCTL_NAME.fullmatch(key) or ".." in key:
+            raise ConfigError(path, "invalid sysctl name (dot-separated words; no '/', no '..')")
+        if _IPC_SYSCTL.fullmatch(key):
+            if "ipc" not in nss:
+                raise ConfigError(path, "not allowed in the host's IPC namespace (add an ipc namespace)")
+        elif key.startswith("net."):
+            if "network" not in nss or (nss["network"] and _is_current_ns(nss["network"], "network")):
+                raise ConfigError(path, "not allowed in the host's network namespace (add a network namespace)")
+        elif key in ("kernel.domainname", "kernel.hostname"):
+            if "uts" not in nss:
+                raise ConfigError(path, "not allowed in the host's UTS namespace (add a uts namespace)")
+            if key == "kernel.hostname" and config.get("hostname"):
+                raise ConfigError(path, "conflicts with the hostname field; set only one")
+        else:
+            raise ConfigError(path, "not a namespaced sysctl: it would change the host")
+
+
+def check_cgroups_path(config: dict, bundle: str) -> None:
+    path = _linux(config).get("cgroupsPath")
+    # `slice:prefix:name` (systemd driver) and plain paths: no component may climb out with `..`.
+    if isinstance(path, str) and ".." in re.split(r"[/:]", path):
+        raise ConfigError("linux.cgroupsPath", f"{path!r} must not contain '..'")
+
+
+def check_time_offsets(config: dict, bundle: str) -> None:
+    offsets = _linux(config).get("timeOffsets")
+    if not offsets:
+        return
+    nss = namespaces_by_type(config)
+    if "time" not in nss:
+        raise ConfigError("linux.timeOffsets", "needs a time namespace (a linux.namespaces entry of type time)")
+    if nss["time"] is not None:
+        raise ConfigError("linux.timeOffsets", "cannot be set when joining an existing time namespace by path")
+    for clock in _dict(offsets):
+        if clock not in TIME_CLOCKS:
+            raise ConfigError(json_path(["linux", "timeOffsets", clock]),
+                              f"unknown clock; only {' and '.join(TIME_CLOCKS)} can be offset")
+
+
+def check_net_devices(config: dict, bundle: str) -> None:
+    from ocirun.linux.network import validate_net_devices
+
+    devices = _linux(config).get("netDevices")
+    if not devices:
+        return
+    validate_net_devices(devices)
+    nss = namespaces_by_type(config)
+    if "network" not in nss or (nss["network"] and _is_current_ns(nss["network"], "network")):
+        raise ConfigError("linux.netDevices", "needs a network namespace of the container's own")
+
+
+def check_paths_absolute(config: dict, bundle: str) -> None:
+    linux = _linux(config)
+    for field in ("maskedPaths", "readonlyPaths"):
+        for i, path in enumerate(_list(linux.get(field))):
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigError(f"linux.{field}[{i}]", f"must be an absolute path, not {path!r}")
+    for i, device in enumerate(_list(linux.get("devices"))):
+        path = _dict(device).get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigError(f"linux.devices[{i}].path", f"must be an absolute path, not {path!r}")
+
+
+CHECKS = [
+    check_oci_version,
+    check_root,
+    check_process,
+    check_hooks,
+    check_mounts,
+    check_namespaces,
+    check_uts_names,
+    check_id_mappings,
+    check_sysctl,
+    check_cgroups_path,
+    check_time_offsets,
+    check_net_devices,
+    check_paths_absolute,
+]
+
+
+def validate(config: dict, bundle: str) -> None:
+    """Run every check; the first failure raises ConfigError."""
+    for check in CHECKS:
+        check(config, bundle)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything ocirun and its tests need on a fresh Debian machine (run as root):
+# Debian packages, a virtualenv made from /usr/bin/python3 (not a slow shim), ocirun in it
+# (editable), and a link /usr/local/bin/ocirun. Idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(busybox-static libcap-dev libseccomp2 iproute2 uidmap runc python3-venv python3-dev gcc)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  /usr/bin/python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
+fi
+.venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest'
+ln -sf "$PWD/.venv/bin/ocirun" /usr/local/bin/ocirun
+echo "setup: ok ($(/usr/local/bin/ocirun --version | head -1))"

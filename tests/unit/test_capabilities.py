@@ -1,0 +1,77 @@
+"""The capability name table and process.capabilities validation (no privilege change here)."""
+import prctl
+import pytest
+
+from ocirun.errors import ConfigError
+from ocirun.linux import capabilities as caps
+
+
+def test_table_numbers_match_linux():
+    assert len(caps.CAPABILITIES) == 41
+    assert caps.CAP_NUMBERS["CAP_CHOWN"] == 0
+    assert caps.CAP_NUMBERS["CAP_SETPCAP"] == 8
+    assert caps.CAP_NUMBERS["CAP_SYS_ADMIN"] == 21
+    assert caps.CAP_NUMBERS["CAP_AUDIT_READ"] == 37
+    assert caps.CAP_NUMBERS["CAP_CHECKPOINT_RESTORE"] == 40
+    # cross-check with python-prctl's own constants for every name it knows
+    for name, number in caps.CAP_NUMBERS.items():
+        if hasattr(prctl, name):
+            assert getattr(prctl, name) == number, name
+
+
+def test_valid_config_has_no_warning():
+    config = {"bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"],
+              "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]}
+    assert caps.validate_capabilities(config) == []
+    assert caps.validate_capabilities(None) == []
+    assert caps.validate_capabilities({}) == []
+
+
+def test_unknown_name_names_the_element():
+    config = {"bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_FOO"]}
+    with pytest.raises(ConfigError) as exc:
+        caps.validate_capabilities(config)
+    assert str(exc.value) == 'process.capabilities.bounding[3]: unknown capability "CAP_FOO"'
+
+
+@pytest.mark.parametrize("name", ["chown", "CHOWN", "cap_chown", "", 3, None])
+def test_names_must_be_spelled_as_in_the_spec(name):
+    with pytest.raises(ConfigError) as exc:
+        caps.validate_capabilities({"effective": [name]}, path="p.caps")
+    assert exc.value.path == "p.caps.effective[0]"
+
+
+def test_shape_errors():
+    with pytest.raises(ConfigError, match=r"^process.capabilities.permitted: must be an array"):
+        caps.validate_capabilities({"permitted": "CAP_KILL"})
+    with pytest.raises(ConfigError, match=r"^process.capabilities.sideways: unknown capability set"):
+        caps.validate_capabilities({"sideways": []})
+    with pytest.raises(ConfigError, match=r"^process.capabilities: must be an object"):
+        caps.validate_capabilities(["CAP_KILL"])
+
+
+def test_capability_unknown_to_kernel_is_a_warning_and_skipped(monkeypatch):
+    monkeypatch.setattr(caps, "_last_cap", 38)      # a kernel without CAP_BPF, CAP_CHECKPOINT_RESTORE
+    warnings = caps.validate_capabilities({"bounding": ["CAP_CHOWN", "CAP_BPF"]})
+    assert len(warnings) == 1
+    assert warnings[0].startswith("process.capabilities.bounding[1]: capability CAP_BPF is not supported")
+    assert caps.cap_numbers(["CAP_CHOWN", "CAP_BPF", "CAP_PERFMON"]) == {0, 38}
+
+
+def test_ambient_outside_inheritable_and_permitted_is_warned():
+    warnings = caps.validate_capabilities({"inheritable": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL"],
+                                           "ambient": ["CAP_KILL", "CAP_CHOWN"]})
+    assert warnings == ["process.capabilities.ambient[1]: CAP_CHOWN is not in both inheritable and permitted, "
+                        "it cannot be raised and is ignored"]
+
+
+def test_kernel_last_cap_reads_proc():
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        assert caps.kernel_last_cap() == int(f.read())
+
+
+def test_caps_from_mask():
+    assert caps.caps_from_mask(0) == []
+    assert caps.caps_from_mask((1 << 0) | (1 << 21) | (1 << 40)) == ["CAP_CHOWN", "CAP_SYS_ADMIN",
+                                                                      "CAP_CHECKPOINT_RESTORE"]
+    assert caps.caps_from_mask(1 << 45) == ["CAP_45"]

@@ -1,0 +1,117 @@
+"""Unit tests of the pure parts of the core: argument parsing, ids, state derivation, ns plan, logs."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ocirun import log
+from ocirun.cli import split_global
+from ocirun.cliparse import UsageError, need_id, parse
+from ocirun.errors import ConfigError, OciError
+from ocirun.linux import namespaces as ns
+from ocirun.linux import syscalls as sc
+from ocirun.state import proc_start_time, validate_id
+
+FLAGS = {"bundle": "str", "detach": "bool", "preserve-fds": "int", "env": "list"}
+ALIASES = {"b": "bundle", "d": "detach", "e": "env"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--bundle", "/b", "c1"], ["--bundle=/b", "c1"], ["c1", "--bundle", "/b"], ["-b", "/b", "c1"],
+    ["-bundle", "/b", "c1"], ["c1", "-b=/b"],
+])
+def test_flags_accepted_in_every_runc_style(argv):
+    opts, pos = parse(argv, FLAGS, ALIASES)
+    assert opts["bundle"] == "/b" and pos == ["c1"]
+
+
+def test_bool_int_and_list_flags():
+    opts, pos = parse(["-d", "--preserve-fds=3", "-e", "A=1", "--env", "B=2", "x"], FLAGS, ALIASES)
+    assert opts == {"bundle": None, "detach": True, "preserve-fds": 3, "env": ["A=1", "B=2"]}
+    assert parse(["--detach=false", "x"], FLAGS, ALIASES)[0]["detach"] is False
+
+
+def test_unknown_flag_and_missing_value_are_usage_errors():
+    with pytest.raises(UsageError, match="flag provided but not defined: -nope"):
+        parse(["--nope", "x"], FLAGS)
+    with pytest.raises(UsageError, match="needs an argument"):
+        parse(["x", "--bundle"], FLAGS)
+    with pytest.raises(UsageError, match="parse error"):
+        parse(["--preserve-fds", "many"], FLAGS)
+
+
+def test_stop_at_positional_keeps_the_commands_own_flags():
+    opts, pos = parse(["-d", "c1", "ls", "-l", "--bundle", "x"], FLAGS, ALIASES, stop_at_positional=1)
+    assert opts["detach"] and opts["bundle"] is None and pos == ["c1", "ls", "-l", "--bundle", "x"]
+
+
+def test_need_id_wording():
+    with pytest.raises(UsageError, match='"start" requires a minimum of 1 argument'):
+        need_id([], "start")
+    with pytest.raises(UsageError, match="maximum of 1"):
+        need_id(["a", "b"], "start")
+
+
+def test_global_flags_before_the_command():
+    opts, rest = split_global(["--root", "/r", "--log=/l", "--debug", "state", "--x", "c1"])
+    assert opts["root"] == "/r" and opts["log"] == "/l" and opts["debug"] and rest == ["state", "--x", "c1"]
+
+
+@pytest.mark.parametrize("cid", ["a", "A-b_c.d+e", "0", "x" * 1024])
+def test_valid_ids(cid):
+    validate_id(cid)
+
+
+@pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "../x", ".hidden", "a b", "é", "x" * 1025])
+def test_invalid_ids_refused(cid):
+    with pytest.raises(OciError, match="invalid container ID format"):
+        validate_id(cid)
+
+
+def test_proc_start_time_of_live_and_dead_processes():
+    assert proc_start_time(os.getpid()) > 0
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert proc_start_time(child.pid) is None
+
+
+def test_namespace_plan_orders_joins_and_collects_flags():
+    joins, new_user, flags = ns.plan([
+        {"type": "mount", "path": "/proc/1/ns/mnt"}, {"type": "network", "path": "/proc/1/ns/net"},
+        {"type": "user", "path": "/proc/1/ns/user"}, {"type": "pid"}, {"type": "uts"}])
+    assert [j[0] for j in joins] == ["user", "network", "mount"]
+    assert not new_user and flags == sc.CLONE_NEWPID | sc.CLONE_NEWUTS
+    _, new_user, flags = ns.plan([{"type": "user"}, {"type": "time"}])
+    assert new_user and flags == sc.CLONE_NEWTIME
+
+
+def test_namespace_plan_refuses_unknown_type_with_its_path():
+    with pytest.raises(ConfigError, match=r"linux.namespaces\[1\].type: unknown namespace type 'bogus'"):
+        ns.plan([{"type": "pid"}, {"type": "bogus"}])
+
+
+def test_idmap_text():
+    assert ns.idmap_text([{"containerID": 0, "hostID": 1000, "size": 1},
+                          {"containerID": 1, "hostID": 100000, "size": 65536}]) == "0 1000 1\n1 100000 65536\n"
+
+
+def test_log_formats(tmp_path):
+    log._json = True
+    line = json.loads(log.format_line("error", 'bad "x"', ts="T"))
+    assert line == {"level": "error", "msg": 'bad "x"', "time": "T"}
+    log._json = False
+    assert log.format_line("error", 'bad "x"', ts="T") == 'time="T" level=error msg="bad \\"x\\""\n'
+
+
+def test_cli_exit_codes_and_log_file(tmp_path):
+    logf = tmp_path / "log.json"
+    proc = subprocess.run([sys.executable, "-m", "ocirun", "--root", str(tmp_path), "--log", str(logf),
+                           "--log-format", "json", "state", "nosuch"], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "container does not exist"
+    last = json.loads(logf.read_text().splitlines()[-1])
+    assert last["level"] == "error" and last["msg"] == "container does not exist"
+    proc = subprocess.run([sys.executable, "-m", "ocirun", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("ocirun version ")
