@@ -17,6 +17,8 @@ from ocirun.errors import HookError
 
 # Which hook kinds a failure aborts (runtime.md): poststart and poststop failures only warn.
 FATAL_KINDS = {"prestart", "createRuntime", "createContainer", "startContainer"}
+# Every hook kind the runtime runs, in lifecycle order (`ocirun features` lists these).
+KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
 def run_hooks(kind: str, hooks: list | None, state: dict, *, cwd: str | None = None, warn=None) -> None:

@@ -45,9 +45,23 @@ class Init:
     def stage1(self) -> None:
         joins, new_user, flags = ns.plan(self.linux.get("namespaces") or [])
         ns.join(ns.open_joins(joins))
+        if any(j[0] == "user" for j in joins):
+            # as after a new one: become the namespace's root, else our host ids are unmapped there
+            # (overflow ids; mounts such as devpts gid=5 fail with EOVERFLOW)
+            try:
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            except OSError as exc:
+                raise OciError(f"linux.namespaces (user): setresuid to 0 in the joined user namespace: "
+                               f"{exc.strerror} (is container root mapped there?)") from None
         if new_user:
+            rootless = os.geteuid() != 0
             sc.unshare(sc.CLONE_NEWUSER)
+            if rootless:    # an unprivileged parent can only open our /proc files while we are dumpable
+                sc.prctl(sc.PR_SET_DUMPABLE, 1)
             self.request({"type": "userns_map"})
+            if rootless:
+                sc.prctl(sc.PR_SET_DUMPABLE, 0)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         if flags:
@@ -85,8 +99,10 @@ class Init:
             if config.get("domainname"):
                 sc.setdomainname(config["domainname"])
         rootfs.prepare_rootfs(ctx)
-        self.request({"type": "hooks"})  # prestart + createRuntime, run by the parent
-        state = dict(self.boot["state"], pid=os.getpid())
+        # prestart + createRuntime run in the parent; its answer gives our pid as the host sees it
+        # (the state's pid is always the runtime's view, not 1)
+        host_pid = self.request({"type": "hooks"})["pid"]
+        state = dict(self.boot["state"], pid=host_pid)
         all_hooks = config.get("hooks") or {}
         hooks.run_hooks("createContainer", all_hooks.get("createContainer"), state)
         seal_imports()
@@ -95,6 +111,7 @@ class Init:
         if process.get("terminal"):
             console_fd = console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"))
         self.write_sysctl(linux.get("sysctl") or {})
+        make_cwd(process.get("cwd"))    # as runc: inside the new root, before root.readonly
         rootfs.finalize_rootfs(ctx)
         outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter)
         path = resolve_executable(process)
@@ -108,6 +125,7 @@ class Init:
             reply, _ = protocol.recv_with_read(self.sync)
             if not reply or reply.get("type") != "ack":
                 raise OciError((reply or {}).get("msg", "parent failed to pass the seccomp notify fd"))
+            os.close(outcome.notify_fd)     # the agent has it now; keep no listener in the container
         self.sync.close()
         fifo = self.wait_for_start()
         try:
@@ -116,7 +134,7 @@ class Init:
             preserve = int(self.boot.get("preserve_fds", 0))
             keep = {fifo, console_fd} - {None}
             close_extra_fds(3 + preserve, keep)
-            security.apply_final_cpu_affinity(process)  # before seccomp, which may forbid it
+            # process.execCPUAffinity: "not applicable to the container's init process" (config.md)
             if outcome.seccomp_pending:
                 security.load_seccomp_late(seccomp_filter)
             os.execve(path, process["args"], env_dict(process.get("env") or []))
@@ -190,6 +208,22 @@ def resolve_executable(process: dict) -> str:
     raise OciError(f'exec: "{name}": executable file not found in $PATH: no such file or directory')
 
 
+def make_cwd(cwd: str | None) -> None:
+    """runc creates a missing process.cwd (mode 0755, owned by the container's root) after entering
+    the root, so symlinks in it resolve inside the container."""
+    if not cwd or os.path.isdir(cwd):
+        return
+    old = os.umask(0o022)
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    except FileExistsError:
+        raise OciError(f"process.cwd: mkdir {cwd}: not a directory") from None
+    except OSError as exc:
+        raise OciError(f"process.cwd: mkdir {cwd}: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+
+
 def close_extra_fds(first: int, keep: set[int]) -> None:
     """Mark every fd from `first` on close-on-exec, except preserved ones below `first`.
     The kept fds (the fifo, the console) are already O_CLOEXEC or must survive on purpose."""
@@ -237,3 +271,8 @@ def init_cmd(g, argv: list[str]) -> int:
         finally:
             os._exit(1)
     return 0
+
+
+def main() -> None:
+    """Entry point of the re-exec'd init (see parent.spawn_init)."""
+    sys.exit(init_cmd(None, []))

@@ -172,8 +172,7 @@ def kill(root: str, cid: str, sig: int, all_processes: bool = False) -> None:
         mgr = manager_from_dict(state.cgroup)
         with contextlib.suppress(OSError):
             mgr.kill(sig)
-        if status == st.STOPPED:
-            return
+        return  # not check_allowed now: the status it re-reads may already be "stopped"
     check_allowed(state, "kill")
     if all_processes:
         return

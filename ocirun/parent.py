@@ -26,10 +26,10 @@ class CreateOptions:
         self.systemd_cgroup = systemd_cgroup
 
 
-def load_and_validate(bundle: str) -> dict:
+def load_and_validate(bundle: str, root: str) -> dict:
     from ocirun import security, spec, validate
-    config = spec.load_config(bundle)
-    spec.validate_schema(config)
+    config, raw = spec.read_config(bundle)
+    spec.validate_schema_cached(raw, config, os.path.join(root, ".schema-verdicts"))
     validate.validate(config, bundle)
     for warning in security.validate_process(config):
         log.warning(warning)
@@ -40,7 +40,7 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
     st.validate_id(cid)
     if not os.path.isdir(opts.bundle):
         raise OciError(f"bundle {opts.bundle}: no such file or directory")
-    config = load_and_validate(opts.bundle)
+    config = load_and_validate(opts.bundle, root)
     process = config.get("process")
     if not process:
         raise ConfigError("process", "a process is required to create a container")
@@ -73,12 +73,17 @@ def _create_locked(root, cid, cdir, config, opts, undo) -> st.State:
     state.save()
     fifo = os.path.join(cdir, st.FIFO)
     os.mkfifo(fifo, 0o622)
+    os.chmod(fifo, 0o622)   # not the umask's 0600: a non-root process.user opens it for writing
     linux = config.get("linux") or {}
     from ocirun.linux.cgroups import new_manager
-    cgroup = new_manager(linux.get("cgroupsPath"), cid, systemd=opts.systemd_cgroup)
-    cgroup.create()
-    undo.callback(cgroup.destroy)
-    state.data["cgroup"] = cgroup.to_dict()
+    cgroup = new_manager(linux.get("cgroupsPath"), default_cgroup_name(root, cid), systemd=opts.systemd_cgroup)
+    try:
+        cgroup.create()
+    except OciError as exc:
+        cgroup = _rootless_without_cgroup(exc, cgroup, linux)      # or re-raises
+    if cgroup is not None:
+        undo.callback(cgroup.destroy)
+        state.data["cgroup"] = cgroup.to_dict()
     state.save()
 
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -104,8 +109,14 @@ def _create_locked(root, cid, cdir, config, opts, undo) -> st.State:
     undo.callback(_kill_and_reap, init_pid)
     container_pid = 0
     undo.callback(lambda: container_pid and _kill(container_pid))
-    cgroup.add(init_pid)
-    cgroup.set(linux.get("resources") or {})
+    if cgroup is not None:
+        try:
+            cgroup.add(init_pid)
+        except OciError as exc:
+            cgroup = _rootless_without_cgroup(exc, cgroup, linux)
+            state.data.pop("cgroup", None)
+    if cgroup is not None:
+        cgroup.set(linux.get("resources") or {})
 
     boot = {"type": "bootstrap", "config": config, "bundle": opts.bundle, "rootfs": rootfs,
             "no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds,
@@ -142,6 +153,35 @@ def _create_locked(root, cid, cdir, config, opts, undo) -> st.State:
     return state
 
 
+def _rootless_without_cgroup(exc: OciError, cgroup, linux: dict):
+    """A non-root caller that may not create (or join) the container's cgroup: without
+    linux.resources the container runs in the caller's cgroup, with a warning (as runc rootless);
+    with resources asked for, that is an error. Root, or any other failure, re-raises."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    if os.geteuid() == 0 or getattr(cause, "errno", None) not in (1, 13, 30):    # EPERM, EACCES, EROFS
+        raise exc
+    with contextlib.suppress(OciError, OSError):
+        cgroup.destroy()
+    resources = {k: v for k, v in (linux.get("resources") or {}).items() if v not in (None, [], {})}
+    if resources:
+        raise ConfigError("linux.resources", f"cannot be applied: a rootless caller cannot use the "
+                                             f"container's cgroup ({exc}); remove linux.resources or "
+                                             f"delegate a cgroup to this user") from None
+    log.warning(f"rootless: no cgroup for the container ({exc}); it runs in the caller's cgroup")
+    return None
+
+
+def default_cgroup_name(root: str, cid: str) -> str:
+    """The leaf name of the default cgroup (no linux.cgroupsPath): the id, plus a tag of --root
+    when it is not the default one, so that two state roots (containerd namespaces, test runs)
+    holding the same id never share, and kill, each other's cgroup."""
+    from ocirun.cli import default_root
+    if root == default_root():
+        return cid
+    from _sha256 import sha256
+    return f"{cid}-{sha256(root.encode()).hexdigest()[:8]}"
+
+
 def _run_runtime_hooks(config, state, pid, sock) -> None:
     """prestart (deprecated) and createRuntime run in the runtime's namespaces, after the container's
     namespaces exist and before pivot_root; netDevices are moved here too (they need the netns)."""
@@ -157,7 +197,7 @@ def _run_runtime_hooks(config, state, pid, sock) -> None:
     except OciError as exc:
         protocol.send(sock, {"type": "error", "msg": str(exc)})
         raise
-    protocol.send(sock, {"type": "ack"})
+    protocol.send(sock, {"type": "ack", "pid": pid})
 
 
 def _pass_seccomp_fd(config, state, pid, target_fd, sock) -> None:
@@ -187,9 +227,21 @@ def spawn_init(child_sock: socket.socket, preserve_fds: int) -> int:
     """fork + exec a fresh interpreter running the init; only stdio, the preserved fds and the
     sync socket cross the exec (fds leaked to us by our caller are marked close-on-exec)."""
     sync_fd = child_sock.fileno()
-    argv = [sys.executable, "-I", "-B", "-m", "ocirun", "init"]
+    # -S skips site (and the .pth files of site-packages): the init gets our already computed
+    # sys.path instead, which saves several ms on every create. -I: no PYTHON* env, no cwd in path.
+    paths = [p for p in sys.path if p]
+    argv = [sys.executable, "-I", "-S", "-B", "-c",
+            f"import sys; sys.path[:0] = {paths!r}; from ocirun.init import main; main()", "init"]
     env = {"_OCIRUN_SYNC": str(sync_fd)}
-    pid = os.fork()
+    # exec'd from a read-only (or sealed) handle of the interpreter: the container must never be
+    # able to write the host's python through /proc/<init>/exe (hardening D-9, CVE-2019-5736)
+    from ocirun.linux.sealed import open_sealed_executable
+    exe_fd, _ = open_sealed_executable(sys.executable)
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(exe_fd)
+        raise
     if pid == 0:
         try:
             sc.close_range(3 + preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
@@ -199,9 +251,10 @@ def spawn_init(child_sock: socket.socket, preserve_fds: int) -> int:
                 except OSError:
                     pass
             os.set_inheritable(sync_fd, True)
-            os.execve(sys.executable, argv, env)
+            os.execve(exe_fd, argv, env)      # fexecve: execveat(exe_fd, "", AT_EMPTY_PATH)
         finally:
             os._exit(127)
+    os.close(exe_fd)
     return pid
 
 

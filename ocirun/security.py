@@ -20,10 +20,9 @@ checks done at create time and at apply time are the same code.
 import os
 import resource
 import signal
-from dataclasses import dataclass
 
 from ocirun.errors import ConfigError, SyscallError
-from ocirun.linux import capabilities, syscalls
+from ocirun.linux import capabilities, lsm, syscalls
 from ocirun.linux.seccomp import SeccompFilter, compile_filter
 
 # --- rlimits -------------------------------------------------------------------------------------
@@ -164,16 +163,17 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SC
                "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20, "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
 
 
-@dataclass(frozen=True, slots=True)
 class Scheduler:
-    policy: int
-    policy_name: str
-    flags: int = 0
-    nice: int = 0
-    priority: int = 0
-    runtime: int = 0
-    deadline: int = 0
-    period: int = 0
+    # A plain class, not a dataclass: importing dataclasses costs the init ~6 ms (inspect, ast).
+    __slots__ = ("policy", "policy_name", "flags", "nice", "priority", "runtime", "deadline", "period")
+
+    def __init__(self, policy: int, policy_name: str, flags: int = 0, nice: int = 0, priority: int = 0,
+                 runtime: int = 0, deadline: int = 0, period: int = 0):
+        self.policy, self.policy_name, self.flags, self.nice = policy, policy_name, flags, nice
+        self.priority, self.runtime, self.deadline, self.period = priority, runtime, deadline, period
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Scheduler) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
 
 
 def parse_scheduler(value, path: str = "process.scheduler") -> Scheduler | None:
@@ -312,15 +312,19 @@ def set_memory_policy(policy: tuple[int, set[int]] | None) -> None:
 
 # --- user ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
 class User:
-    uid: int
-    gid: int
-    additional_gids: tuple[int, ...] = ()
-    umask: int | None = None
+    __slots__ = ("uid", "gid", "additional_gids", "umask")
+
+    def __init__(self, uid: int, gid: int, additional_gids: tuple[int, ...] = (), umask: int | None = None):
+        self.uid, self.gid, self.additional_gids, self.umask = uid, gid, additional_gids, umask
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, User) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
 
 
 def _id(value, path: str) -> int:
+    if value is None:
+        raise ConfigError(path, "is required (config.md: uid and gid are REQUIRED)")
     if not _is_int(value) or not 0 <= value < 0xFFFFFFFF:   # (uid_t)-1 means "unchanged" to the kernel
         raise ConfigError(path, f"must be an id from 0 to 4294967294, got {value!r}")
     return value
@@ -358,6 +362,7 @@ def _setgroups_allowed() -> bool:
 def set_user(user: User | None) -> None:
     """setgroups, setresgid, setresuid keeping the permitted capabilities (PR_SET_KEEPCAPS); umask."""
     if user is None:
+        os.umask(0o022)     # runc's default: the caller's umask never reaches the container
         return
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1, op="prctl PR_SET_KEEPCAPS")
     try:
@@ -372,8 +377,7 @@ def set_user(user: User | None) -> None:
         _os_call(os.setresuid, user.uid, user.uid, user.uid, op="setresuid", detail=str(user.uid))
     finally:
         syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0, op="prctl PR_SET_KEEPCAPS")
-    if user.umask is not None:
-        os.umask(user.umask)
+    os.umask(user.umask if user.umask is not None else 0o022)   # runc's default when unset
 
 
 def _os_call(func, *args, op: str, detail: str):
@@ -436,6 +440,7 @@ def _check_fields(config: dict) -> list[str]:
     parse_exec_cpu_affinity(process.get("execCPUAffinity"))
     parse_memory_policy(linux.get("memoryPolicy"))
     parse_user(process.get("user"))
+    lsm.validate_lsm(config)     # apparmorProfile, selinuxLabel, mountLabel: the host must have the LSM
     cwd = process.get("cwd")
     if cwd is not None and (not isinstance(cwd, str) or not cwd.startswith("/")):
         raise ConfigError("process.cwd", "must be an absolute path")
@@ -448,6 +453,8 @@ def prepare_process_settings(config: dict) -> SeccompFilter | None:
     from the host; after pivot_root that would load the container's copy (D-11)."""
     _check_fields(config)
     capabilities.kernel_last_cap()
+    lsm.prepare_lsm(config)      # a checked handle on the host's procfs, for the exec labels
+    capabilities.load_prctl()
     seccomp = (config.get("linux") or {}).get("seccomp")
     return compile_filter(seccomp) if seccomp is not None else None
 
@@ -455,10 +462,12 @@ def prepare_process_settings(config: dict) -> SeccompFilter | None:
 prepare_seccomp = prepare_process_settings     # the name ocirun/init.py uses
 
 
-@dataclass(frozen=True, slots=True)
 class ProcessSettingsOutcome:
-    seccomp_pending: bool       # call load_seccomp_late(filter) right before execve
-    notify_fd: int | None       # seccomp listener fd when the filter was loaded here and uses NOTIFY
+    __slots__ = ("seccomp_pending", "notify_fd")
+
+    def __init__(self, seccomp_pending: bool, notify_fd: int | None):
+        self.seccomp_pending = seccomp_pending  # call load_seccomp_late(filter) right before execve
+        self.notify_fd = notify_fd              # listener fd when the filter was loaded here and uses NOTIFY
 
     def __bool__(self) -> bool:
         # `if apply_process_settings(...):` reads as "is seccomp still pending"
@@ -493,6 +502,8 @@ def apply_process_settings(config: dict, *, seccomp_filter: SeccompFilter | None
     nnp = bool(process.get("noNewPrivileges"))
     if nnp:
         set_no_new_privs()
+    lsm.apply_exec_labels(config)    # after NNP, before seccomp (runc's order)
+    lsm.close_proc_fd()
     notify_fd = None
     if seccomp_filter is not None and not nnp:
         notify_fd = seccomp_filter.load()

@@ -37,6 +37,11 @@ def json_path(parts) -> str:
 
 def load_config(bundle: str) -> dict:
     """Read and parse <bundle>/config.json; every failure is a one-line ConfigError naming the file."""
+    return read_config(bundle)[0]
+
+
+def read_config(bundle: str) -> tuple[dict, bytes]:
+    """load_config() that also returns the raw bytes (the key of the schema verdict cache)."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
@@ -51,7 +56,7 @@ def load_config(bundle: str) -> dict:
         raise ConfigError("config.json", f"invalid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from e
     if not isinstance(doc, dict):
         raise ConfigError("config.json", f"must contain a JSON object, not {type(doc).__name__}")
-    return doc
+    return doc, raw
 
 
 def schema_files():
@@ -109,3 +114,37 @@ def validate_schema(doc: dict) -> None:
     if error is None:
         return
     raise ConfigError(json_path(error.absolute_path) or "config.json", _short(error.message))
+
+
+def _schema_fingerprint() -> str:
+    """Changes whenever the schema files or ocirun's version change (cache keys include it)."""
+    from ocirun import __version__
+    spec_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "spec")
+    try:
+        stamps = sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(spec_dir)
+                        if e.name.endswith(".json"))
+    except FileNotFoundError:
+        stamps = []  # installed as a wheel: the version alone identifies the schema
+    return f"{__version__}:{stamps}"
+
+
+def validate_schema_cached(raw: bytes, doc: dict, cache_dir: str) -> None:
+    """validate_schema() with a verdict cache: a config whose exact bytes already passed the same
+    schema is not validated again. jsonschema costs ~60 ms a create (import and first validation),
+    and managers create many containers from the same or few configs. Only successes are cached,
+    keyed by SHA-256 of the bytes and the schema's fingerprint, in a root-owned directory."""
+    try:
+        from _sha256 import sha256  # the builtin module: hashlib's import of OpenSSL costs ~6 ms
+    except ImportError:
+        from hashlib import sha256
+    key = sha256(raw + b"\0" + _schema_fingerprint().encode()).hexdigest()
+    marker = os.path.join(cache_dir, key)
+    if os.path.exists(marker):
+        return
+    validate_schema(doc)
+    try:
+        os.makedirs(cache_dir, 0o700, exist_ok=True)
+        os.close(os.open(marker, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+

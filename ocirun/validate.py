@@ -130,6 +130,13 @@ def check_process(config: dict, bundle: str) -> None:
         raise ConfigError("process.args", "must contain at least one entry (the program to run)")
     if not isinstance(args[0], str) or not args[0]:
         raise ConfigError("process.args[0]", "must be a non-empty program name or path")
+    for i, arg in enumerate(args):
+        if isinstance(arg, str) and "\0" in arg:
+            raise ConfigError(f"process.args[{i}]", "must not contain a NUL byte")
+    for i, item in enumerate(_list(process.get("env"))):
+        # execve(2) can only pass NAME=VALUE strings; runc refuses the rest at create too
+        if not isinstance(item, str) or "\0" in item or not item.partition("=")[0] or "=" not in item:
+            raise ConfigError(f"process.env[{i}]", f"invalid environment variable {item!r}: want NAME=VALUE")
     cwd = process.get("cwd")
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         raise ConfigError("process.cwd", f"must be an absolute path, not {cwd!r}")

@@ -116,7 +116,7 @@ class Runtime:
         return self("run", "--bundle", bundle, cid, timeout=timeout)
 
     def cleanup(self):
-        for cid in (os.listdir(self.root) if os.path.isdir(self.root) else []):
+        for cid in self("list", "-q").stdout.split():
             self("delete", "--force", cid)
 
 

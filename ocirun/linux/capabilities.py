@@ -12,8 +12,6 @@ Policy (decided like runc, and as the spec's "SHOULD NOT fail" asks for what the
 The sets are applied through python-prctl (the project's dependency); the ambient set, which
 python-prctl does not wrap, through ocirun.linux.syscalls.prctl.
 """
-import prctl  # python-prctl; imported at load time: no imports once the init is inside the rootfs (D-11)
-
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import syscalls
 
@@ -92,8 +90,16 @@ def cap_numbers(names) -> set[int]:
     return {CAP_NUMBERS[n] for n in names or () if CAP_NUMBERS[n] <= last}
 
 
+def load_prctl():
+    """python-prctl, imported on first use: `create` validates names without paying for it, and the
+    init calls this before it seals its imports (D-11: nothing is imported inside the rootfs)."""
+    import prctl
+    return prctl
+
+
 def drop_bounding(caps: dict | None) -> None:
     """Drop every capability not listed in caps["bounding"] from the bounding set (needs CAP_SETPCAP)."""
+    prctl = load_prctl()
     keep = cap_numbers((caps or {}).get("bounding"))
     for number in range(kernel_last_cap() + 1):
         if number in keep:
@@ -110,6 +116,7 @@ def apply_capabilities(caps: dict | None) -> None:
     Called after the uid change (with PR_SET_KEEPCAPS the permitted set survived it), so every
     configured capability is still in the permitted set and capset can only lower it.
     """
+    prctl = load_prctl()
     caps = caps or {}
     everything = set(range(kernel_last_cap() + 1))
     wanted = {flag: cap_numbers(caps.get(set_name)) for set_name, flag in (

@@ -12,17 +12,15 @@ read-only bind needs no MS_REMOUNT guesswork. Other filesystems use mount(2) wit
 given as /proc/self/fd/N of an fd resolved inside the rootfs (hardening D-2).
 """
 import errno
-import logging
 import os
 import signal
 import stat
-from dataclasses import dataclass, field
 
+from ocirun import log
 from ocirun.errors import ConfigError, OciError, SyscallError
 from ocirun.linux import safepath
 from ocirun.linux import syscalls as sc
 
-log = logging.getLogger(__name__)
 
 MS_POSIXACL = 1 << 16
 MS_I_VERSION = 1 << 23
@@ -79,17 +77,24 @@ _ATIME_CLEARED = {sc.MOUNT_ATTR_NOATIME: sc.MOUNT_ATTR_RELATIME,
                   sc.MOUNT_ATTR_STRICTATIME: sc.MOUNT_ATTR_RELATIME}
 
 
-@dataclass
 class MountOptions:
-    flags: int = 0                 # MS_* to set
-    cleared: int = 0               # MS_* explicitly cleared by an option (rw, suid, exec...)
-    propagation: list = field(default_factory=list)   # MS_SHARED|MS_REC ..., in order
-    rec_set: int = 0               # MOUNT_ATTR_* set recursively
-    rec_clr: int = 0               # MOUNT_ATTR_* cleared recursively
-    data: list = field(default_factory=list)          # unknown options, for the filesystem
-    tmpcopyup: bool = False
-    idmap: bool = False
-    ridmap: bool = False
+    # A plain class, not a dataclass: importing dataclasses costs the init ~6 ms (inspect, ast).
+    def __init__(self):
+        self.flags = 0             # MS_* to set
+        self.cleared = 0           # MS_* explicitly cleared by an option (rw, suid, exec...)
+        self.propagation = []      # MS_SHARED|MS_REC ..., in order
+        self.rec_set = 0           # MOUNT_ATTR_* set recursively
+        self.rec_clr = 0           # MOUNT_ATTR_* cleared recursively
+        self.data = []             # unknown options, for the filesystem
+        self.tmpcopyup = False
+        self.idmap = False
+        self.ridmap = False
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, MountOptions) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"MountOptions({vars(self)})"
 
     @property
     def bind(self) -> bool:
@@ -185,7 +190,7 @@ def with_mount_label(data: str | None, label: str | None, fstype: str) -> str | 
         return data
     if not selinux_enabled():
         if not _selinux_noted:
-            log.debug("linux.mountLabel %r not applied: SELinux is not enabled on this host", label)
+            log.debug(f"linux.mountLabel {label!r} not applied: SELinux is not enabled on this host")
             _selinux_noted = True
         return data
     ctx = f'context="{label}"'
@@ -262,15 +267,13 @@ PROC_ALLOWED = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat
 FUSE_SUPER_MAGIC = 0x65735546
 
 
-@dataclass
 class MountRequest:
     """One entry of `mounts`, normalized."""
-    index: int
-    destination: str
-    fstype: str | None
-    source: str | None
-    options: MountOptions
-    raw: dict
+
+    def __init__(self, index: int, destination: str, fstype: str | None, source: str | None,
+                 options: MountOptions, raw: dict):
+        self.index, self.destination, self.fstype = index, destination, fstype
+        self.source, self.options, self.raw = source, options, raw
 
     @property
     def where(self) -> str:
@@ -472,7 +475,7 @@ def _mount_one(req: MountRequest, root_fd: int, ctx) -> None:
                 # sysfs/mqueue need a netns/ipcns owned by our user namespace; runc then binds the host's
                 if e.errno == errno.EPERM and req.fstype in ("sysfs", "mqueue") and in_userns:
                     host = "/sys" if req.fstype == "sysfs" else "/dev/mqueue"
-                    log.debug("%s: %s not permitted, bind-mounting the host's %s", req.where, req.fstype, host)
+                    log.debug(f"{req.where}: {req.fstype} not permitted, bind-mounting the host's {host}")
                     o = parse_options(["rbind", "nosuid", "noexec", "nodev"]
                                       + (["ro"] if req.options.flags & sc.MS_RDONLY else []))
                     try:

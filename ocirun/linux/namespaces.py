@@ -80,7 +80,15 @@ def idmap_text(mappings: list[dict]) -> str:
 
 
 def write_id_maps(pid: int, uid_mappings: list[dict], gid_mappings: list[dict]) -> None:
-    """The parent writes the maps of a new user namespace (root in the parent namespace may map any id)."""
+    """The parent writes the maps of a new user namespace (root in the parent namespace may map any id).
+
+    Rootless (a caller without CAP_SETUID/CAP_SETGID): a map of the caller's own id alone is written
+    directly (for gid_map after "deny" to /proc/<pid>/setgroups, as the kernel demands); anything
+    else goes through the setuid helpers newuidmap/newgidmap (package uidmap), which check
+    /etc/subuid and /etc/subgid."""
+    if os.geteuid() != 0:
+        _write_id_maps_rootless(pid, uid_mappings, gid_mappings)
+        return
     for name, maps, field in (("uid_map", uid_mappings, "uidMappings"), ("gid_map", gid_mappings, "gidMappings")):
         if not maps:
             continue
@@ -90,6 +98,46 @@ def write_id_maps(pid: int, uid_mappings: list[dict], gid_mappings: list[dict]) 
                 f.write(idmap_text(maps))
         except OSError as exc:
             raise ConfigError(f"linux.{field}", f"write {path}: {exc.strerror}") from None
+
+
+def _own_id_only(maps: list[dict], own: int) -> bool:
+    return len(maps) == 1 and maps[0].get("hostID") == own and maps[0].get("size") == 1
+
+
+def _write_id_maps_rootless(pid: int, uid_mappings: list[dict], gid_mappings: list[dict]) -> None:
+    for name, maps, field, own, helper in (
+            ("uid_map", uid_mappings, "uidMappings", os.geteuid(), "newuidmap"),
+            ("gid_map", gid_mappings, "gidMappings", os.getegid(), "newgidmap")):
+        if not maps:
+            raise ConfigError(f"linux.{field}", "a rootless user namespace needs a mapping of the caller's id")
+        if _own_id_only(maps, own):
+            if name == "gid_map":
+                _write_proc(f"/proc/{pid}/setgroups", "deny", field)
+            _write_proc(f"/proc/{pid}/{name}", idmap_text(maps), field)
+            continue
+        import shutil
+        import subprocess
+        exe = shutil.which(helper, path="/usr/bin:/bin:/usr/sbin:/sbin")
+        if exe is None:
+            raise ConfigError(f"linux.{field}", f"mapping more than the caller's own id needs {helper} "
+                                                "(package uidmap)")
+        args = [exe, str(pid)] + [str(m[k]) for m in maps for k in ("containerID", "hostID", "size")]
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+        if proc.returncode != 0:
+            detail = " ".join(proc.stdout.split()) or f"exit status {proc.returncode}"
+            raise ConfigError(f"linux.{field}", f"{helper}: {detail}")
+
+
+def _write_proc(path: str, text: str, field: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"linux.{field}", f"write {path}: {exc.strerror}") from None
 
 
 def write_time_offsets(offsets: dict) -> None:

@@ -13,7 +13,6 @@ must produce the same mount table. What ocirun does add to /dev, like runc, is t
 nodes and the /dev links (tested in tests/integration/test_rootfs_units.py).
 """
 import errno
-import logging
 import os
 import stat
 
@@ -21,7 +20,6 @@ from ocirun.errors import ConfigError, OciError, SyscallError
 from ocirun.linux import devices, mounts, safepath
 from ocirun.linux import syscalls as sc
 
-log = logging.getLogger(__name__)
 
 ROOTFS_PROPAGATION = {
     "shared": sc.MS_SHARED, "slave": sc.MS_SLAVE, "private": sc.MS_PRIVATE, "unbindable": sc.MS_UNBINDABLE,
@@ -50,7 +48,7 @@ def needs_dev_setup(reqs: list) -> bool:
     return not any(r.destination == "/dev" and r.options.bind for r in reqs)
 
 
-def check_procfs(root_fd: int, rootfs: str) -> None:
+def check_procfs(root_fd: int) -> None:
     """When something is mounted on /proc, it must be a real procfs (D-4) before anyone writes there."""
     try:
         fd = safepath.open_in_root(root_fd, "/proc", sc.O_PATH | os.O_DIRECTORY, no_symlinks=True)
@@ -77,8 +75,10 @@ def prepare_rootfs(ctx) -> None:
     _root_propagation(ctx)  # validate before any side effect; applied in enter_rootfs
     reqs = [mounts.request(i, m, ctx.bundle) for i, m in enumerate(cfg.get("mounts") or [])]
     if not ctx.new_mntns:
-        if reqs or _linux(ctx).get("maskedPaths") or _linux(ctx).get("readonlyPaths"):
-            raise ConfigError("mounts", "mounts, maskedPaths and readonlyPaths need a new mount namespace")
+        if (reqs or _linux(ctx).get("maskedPaths") or _linux(ctx).get("readonlyPaths")
+                or (cfg.get("root") or {}).get("readonly")):
+            raise ConfigError("mounts", "mounts, maskedPaths, readonlyPaths and root.readonly need a new "
+                              "mount namespace")
         return
     # D-17: nothing we mount may propagate to the host
     sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
@@ -90,7 +90,7 @@ def prepare_rootfs(ctx) -> None:
     try:
         for req in reqs:
             mounts.mount_one(req, root_fd, ctx)
-        check_procfs(root_fd, ctx.rootfs)
+        check_procfs(root_fd)
         if needs_dev_setup(reqs):
             devices.create_devices(root_fd, _linux(ctx).get("devices") or [], in_userns=ctx.new_userns)
             devices.create_links(root_fd)
@@ -222,6 +222,8 @@ def readonly_paths(root_fd: int, paths: list[str]) -> None:
 def finalize_rootfs(ctx) -> None:
     """After pivot_root: linux.maskedPaths, linux.readonlyPaths, then root.readonly."""
     linux = _linux(ctx)
+    if not ctx.new_mntns:
+        return  # nothing to do: prepare_rootfs refused every setting that would need it
     root_fd = os.open("/", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if linux.get("maskedPaths"):

@@ -197,7 +197,7 @@ def compile_filter(seccomp: dict, path: str = "linux.seccomp") -> SeccompFilter:
         if not token:
             raise ConfigError(f"{path}.architectures[{i}]", f"{arch} is not supported by libseccomp "
                                                            f"{'.'.join(map(str, syscalls.scmp_version()))}")
-        arches.append(token)
+        arches.append((token, i, arch))
 
     attrs = []
     for i, flag in enumerate(seccomp.get("flags") or ()):
@@ -256,8 +256,13 @@ def compile_filter(seccomp: dict, path: str = "linux.seccomp") -> SeccompFilter:
         syscalls.scmp_attr_set(ctx, _ATTR_API_SYSRAWRC, 1, label="api_sysrawrc=1")
         for attr, flag in attrs:
             syscalls.scmp_attr_set(ctx, attr, 1, label=flag)
-        for token in arches:
-            syscalls.scmp_arch_add(ctx, token)
+        for token, i, arch in arches:
+            try:
+                syscalls.scmp_arch_add(ctx, token)
+            except SyscallError as exc:
+                # EDOM: an architecture of the other endianness than the native one
+                raise ConfigError(f"{path}.architectures[{i}]", f"{arch} cannot be added to a filter on this "
+                                  f"host: {os.strerror(exc.errno)}") from None
         for action, nr, comparisons, label in rules:
             syscalls.scmp_rule_add(ctx, action, nr, comparisons, label=label)
     except BaseException:

@@ -180,7 +180,8 @@ def test_hooks_run_at_their_points_with_the_state_on_stdin(ocirun):
     ocirun("create", "-b", bundle, "c1", check=True)
     lines = open(log).read().splitlines()
     assert [line.split()[:2] for line in lines] == [["prestart", "creating"], ["createRuntime", "creating"]]
-    assert json.load(open(os.path.join(share, "createContainer.json")))["id"] == "c1"
+    created = json.load(open(os.path.join(share, "createContainer.json")))
+    assert created["id"] == "c1" and created["pid"] == ocirun.state("c1")["pid"]  # the host's view
     assert open(os.path.join(share, "uts")).read().strip() != os.readlink("/proc/self/ns/uts")
     ocirun("start", "c1", check=True)
     assert json.load(open(os.path.join(ocirun.tmp, "share", "startContainer.json")))["id"] == "c1"

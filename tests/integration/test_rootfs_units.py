@@ -7,12 +7,10 @@ table is compared before and after every test, and host files a hostile rootfs p
 unchanged.
 """
 import copy
-import json
 import os
 import shutil
 import signal
 import stat
-import sys
 import tempfile
 import traceback
 
@@ -723,3 +721,18 @@ def test_idmap_without_mappings_or_userns_is_an_error(bundle, volume):
     config["mounts"].append({"destination": "/data/idm", "type": "bind", "source": "vol", "options": ["bind", "idmap"]})
     err = setup_error(run_container(bundle, config, "true"))
     assert err.startswith("mounts[6]: idmap needs uidMappings/gidMappings or a container user namespace")
+
+
+def test_only_procfs_on_proc(bundle):
+    config = make_config()
+    config["mounts"][0] = {"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}
+    assert setup_error(run_container(bundle, config, "true")) == (
+        "mounts[0] (destination /proc): mounting over /proc is not allowed (only procfs on /proc, "
+        "and a few files under it)")
+
+
+def test_rootfs_that_is_not_a_directory(bundle):
+    shutil.rmtree(rootfs_of(bundle))
+    with open(rootfs_of(bundle), "w") as f:
+        f.write("")
+    assert "is not a directory" in setup_error(run_container(bundle, make_config(), "true"))

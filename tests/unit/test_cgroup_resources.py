@@ -305,3 +305,54 @@ def test_new_manager_is_pure_and_round_trips(tmp_path):
     m2 = new_manager("/x", "c1", mountinfo_path=str(tmp_path / "mi"), cgroup_path=str(tmp_path / "cg"))
     assert m2.version == "v2" and m2.dir == "/sys/fs/cgroup/x"
     assert manager_from_dict(m2.to_dict()).to_dict() == m2.to_dict()
+
+
+# --- ocirun update / events flag parsing (ocirun/cgroupcmds.py) ------------------------------------
+
+@pytest.mark.parametrize("text,want", [("100", 100), ("10M", 10 << 20), ("10m", 10 << 20), ("1.5g", 3 << 29),
+                                       ("512KiB", 512 << 10), ("2 GB", 2 << 30), ("1b", 1)])
+def test_ram_in_bytes(text, want):
+    from ocirun.cgroupcmds import ram_in_bytes
+    assert ram_in_bytes(text) == want
+
+
+@pytest.mark.parametrize("text", ["abc", "10X", "-5", "1.2.3M", ""])
+def test_ram_in_bytes_errors(text):
+    from ocirun.cgroupcmds import ram_in_bytes
+    with pytest.raises(ValueError, match="invalid size"):
+        ram_in_bytes(text)
+
+
+def test_update_flags_to_resources():
+    from ocirun.cgroupcmds import _UPDATE_ALIASES, _UPDATE_FLAGS, resources_from_flags
+    from ocirun.cliparse import parse
+    opts, pos = parse(["--memory", "10M", "--memory-swap", "-1", "--cpu-shares", "512", "--cpu-quota", "-1",
+                       "--cpuset-cpus", "0", "--pids-limit", "0", "--blkio-weight", "300", "ctr"],
+                      _UPDATE_FLAGS, _UPDATE_ALIASES)
+    assert pos == ["ctr"]
+    assert resources_from_flags(opts) == {"memory": {"limit": 10 << 20, "swap": -1},
+                                          "cpu": {"shares": 512, "quota": -1, "cpus": "0"},
+                                          "blockIO": {"weight": 300}, "pids": {"limit": 0}}
+    assert resources_from_flags(parse(["x"], _UPDATE_FLAGS, _UPDATE_ALIASES)[0]) == {}
+
+
+def test_update_flag_errors():
+    from ocirun.cgroupcmds import _UPDATE_ALIASES, _UPDATE_FLAGS, resources_from_flags
+    from ocirun.cliparse import UsageError, parse
+    for argv, msg in ((["--memory", "abc"], "invalid value for memory: invalid size: 'abc'"),
+                      (["--cpu-period", "-5"], "invalid value for cpu-period")):
+        with pytest.raises(UsageError, match=msg):
+            resources_from_flags(parse(argv + ["x"], _UPDATE_FLAGS, _UPDATE_ALIASES)[0])
+
+
+@pytest.mark.parametrize("text,want", [("5s", 5.0), ("500ms", 0.5), ("1m30s", 90.0), ("1h", 3600.0)])
+def test_parse_duration(text, want):
+    from ocirun.cgroupcmds import parse_duration
+    assert parse_duration(text) == want
+
+
+def test_parse_duration_error():
+    from ocirun.cgroupcmds import parse_duration
+    from ocirun.cliparse import UsageError
+    with pytest.raises(UsageError, match="invalid duration"):
+        parse_duration("5")

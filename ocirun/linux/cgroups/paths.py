@@ -13,8 +13,6 @@ linux.cgroupsPath:
 - with --systemd-cgroup: "slice:prefix:name" -> "<expanded slice>/<prefix>-<name>.scope", always
   from the hierarchy root (systemd's layout, created directly in cgroupfs: no D-Bus).
 """
-from dataclasses import dataclass
-
 from ocirun.errors import ConfigError
 
 MODE_V1 = "v1"          # pure v1, or hybrid (controllers on v1, empty cgroup2 beside them)
@@ -24,12 +22,15 @@ DEFAULT_PREFIX = "ocirun"
 FIELD = "linux.cgroupsPath"
 
 
-@dataclass(frozen=True, slots=True)
 class CgroupMount:
-    mountpoint: str
-    root: str            # the mount's root inside the cgroup filesystem (field 4 of mountinfo)
-    fstype: str          # "cgroup" or "cgroup2"
-    key: str             # v1: the hierarchy's controllers joined by "," (e.g. "cpu,cpuacct"); v2: ""
+    """One cgroup hierarchy mount (a plain class: dataclasses costs ~20 ms of imports on every command)."""
+    __slots__ = ("mountpoint", "root", "fstype", "key")
+
+    def __init__(self, mountpoint: str, root: str, fstype: str, key: str):
+        self.mountpoint = mountpoint
+        self.root = root      # the mount's root inside the cgroup filesystem (field 4 of mountinfo)
+        self.fstype = fstype  # "cgroup" or "cgroup2"
+        self.key = key        # v1: the hierarchy's controllers joined by "," (e.g. "cpu,cpuacct"); v2: ""
 
 
 def _unescape(field: str) -> str:

@@ -87,18 +87,21 @@ class V1Manager(Manager):
 
     def freeze(self) -> None:
         state = self._freezer()
-        # The kernel may stay in FREEZING while a task is in an uninterruptible sleep: thaw and retry,
-        # as runc does, rather than leave a half-frozen cgroup.
-        for attempt in range(1000):
+        # The kernel may stay in FREEZING while a task is in an uninterruptible sleep: thaw now and then
+        # and retry, as runc does, rather than leave a half-frozen cgroup; give up after 10 s.
+        deadline = time.monotonic() + 10.0
+        attempt = 0
+        while time.monotonic() < deadline:
             fs.write_checked(state, "FROZEN", "freeze")
             for _ in range(10):
                 if fs.read(state) == "FROZEN":
                     return
-                time.sleep(0.001 * (1 + attempt % 10))
-            if attempt % 50 == 49:
+                time.sleep(0.002)
+            attempt += 1
+            if attempt % 25 == 0:
                 fs.write_checked(state, "THAWED", "freeze")
         fs.write_checked(state, "THAWED", "freeze")
-        raise CgroupError(f"unable to freeze {os.path.dirname(state)}: still FREEZING")
+        raise CgroupError(f"unable to freeze {os.path.dirname(state)}: still FREEZING after 10 s")
 
     def thaw(self) -> None:
         fs.write_checked(self._freezer(), "THAWED", "thaw")

@@ -1,0 +1,74 @@
+"""A sealed interpreter for the container init (hardening D-9, CVE-2019-5736).
+
+The init is the host's Python interpreter running inside the container's namespaces; while it lives,
+/proc/<pid>/exe of the init (and of `exec` helpers) names that binary. A process in the container
+that can reach it (CAP_SYS_PTRACE, or the same user once the init is dumpable) could open it for
+writing, or keep an O_PATH handle and reopen it for writing once the init is gone, and so replace
+the host's python3. ETXTBSY only protects while some process executes the file: never rely on it.
+
+So the init is exec'd from a handle that cannot be written through:
+- root: open_tree(sys.executable, OPEN_TREE_CLONE) makes a detached bind mount of the single file,
+  mount_setattr(MOUNT_ATTR_RDONLY) makes it read-only, and the child execs it with fexecve
+  (execveat(fd, "", AT_EMPTY_PATH)). /proc/<pid>/exe then resolves into that private read-only
+  mount: open(O_WRONLY) is EROFS, and a handle reopened later is still on the read-only mount.
+  No copy (crun's method, "bindfd"); cost: two syscalls.
+- without CAP_SYS_ADMIN (rootless): a memfd copy of the interpreter sealed with F_SEAL_SEAL,
+  F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_WRITE (runc's method); cost: one copy of the binary.
+
+Only the executable is covered. Shared libraries (libc, libm, ...) and extension modules are
+reachable through /proc/<pid>/map_files only with CAP_SYS_ADMIN in the init user namespace, i.e. by
+a container that is already host root.
+"""
+import os
+import sys
+
+from ocirun.linux import syscalls as sc
+
+F_ADD_SEALS = 1033
+F_GET_SEALS = 1034
+F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
+MFD_ALLOW_SEALING = 0x2
+
+
+def _bind_readonly(path: str) -> int:
+    fd = sc.open_tree(-100, path, sc.OPEN_TREE_CLONE, label=f"{path} (sealed interpreter)")  # AT_FDCWD
+    try:
+        sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH, sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _sealed_copy(path: str) -> int:
+    import fcntl
+    fd = os.memfd_create("ocirun-init", os.MFD_CLOEXEC | MFD_ALLOW_SEALING)
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(src).st_size
+            os.ftruncate(fd, size)
+            done = 0
+            while done < size:
+                n = os.sendfile(fd, src, done, size - done)    # in-kernel copy into the memfd
+                if n <= 0:
+                    raise OSError(5, f"short copy of {path}")
+                done += n
+        finally:
+            os.close(src)
+        fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_sealed_executable(path: str | None = None) -> tuple[int, str]:
+    """(fd, method): an fd to exec with os.execve(fd, argv, env) whose file cannot be written through,
+    and "bind-ro" or "memfd". The fd is O_CLOEXEC; the caller closes it after fork."""
+    path = os.path.realpath(path or sys.executable)
+    try:
+        return _bind_readonly(path), "bind-ro"
+    except OSError:
+        # EPERM without CAP_SYS_ADMIN over our mount namespace (rootless); ENOSYS on old kernels
+        return _sealed_copy(path), "memfd"
