@@ -144,3 +144,9 @@ def dispatch(g: GlobalOptions, name: str, argv: list[str]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: still one line (and the traceback with --debug)
+        if log.is_debug():
+            import traceback
+            log.debug(traceback.format_exc())
+        log.fatal(f"internal error: {type(exc).__name__}: {exc}")
+        return 1

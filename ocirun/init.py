@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 
-from ocirun import protocol
+from ocirun import log, protocol
 from ocirun.errors import OciError, describe_oserror
 from ocirun.initctx import InitContext
 from ocirun.linux import namespaces as ns
@@ -120,6 +120,7 @@ class Init:
             # The parent takes the notify fd with pidfd_getfd and sends it to the listener: this
             # process may not call sendmsg any more (it may be a notified syscall), only write(2).
             ready["seccomp_fd"] = outcome.notify_fd
+        log.set_sink(None)  # from here on nothing may be sent but the ready message (seccomp)
         os.write(self.sync.fileno(), protocol.encode(ready))
         if outcome.notify_fd is not None:
             reply, _ = protocol.recv_with_read(self.sync)
@@ -263,6 +264,8 @@ def init_cmd(g, argv: list[str]) -> int:
         if len(fds) > 1:
             boot["console_socket_fd"] = fds[1]
     init = Init(sync, boot)
+    log.set_sink(lambda level, msg: protocol.send(sync, {"type": "log", "level": level, "msg": msg}),
+                 debug=boot.get("debug", False))
     try:
         init.stage1()
     except BaseException as exc:

@@ -14,6 +14,7 @@ _fd = 2
 _json = False
 _threshold = LEVELS["info"]
 _to_file = False
+_sink = None  # the container's init sends its log lines to the parent instead of writing them
 
 
 def configure(path: str | None, fmt: str = "text", debug: bool = False) -> None:
@@ -42,8 +43,19 @@ def format_line(level: str, msg: str, ts: str | None = None) -> str:
     return f'time="{ts}" level={level} msg="{quoted}"\n'
 
 
+def set_sink(sink, debug: bool = False) -> None:
+    """Route every line to sink(level, msg) (None: drop them); used by the container's init, whose
+    stderr is the container's and must never carry the runtime's logs."""
+    global _sink, _threshold
+    _sink = sink if sink is not None else (lambda level, msg: None)
+    _threshold = LEVELS["debug"] if debug else LEVELS["info"]
+
+
 def log(level: str, msg: str) -> None:
     if LEVELS[level] < _threshold:
+        return
+    if _sink is not None:
+        _sink(level, msg)
         return
     try:
         os.write(_fd, format_line(level, msg).encode())

@@ -23,5 +23,19 @@ if ! .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest' 2>
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
 fi
 .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest'
-ln -sf "$PWD/.venv/bin/ocirun" /usr/local/bin/ocirun
+# The command on PATH is a small launcher rather than pip's console script: `python -ISB` skips
+# site (its .pth files cost ~5 ms on every command) and pip's wrapper imports re; site-packages is
+# appended to sys.path instead, so jsonschema, prctl and pyroute2 are still found when needed.
+purelib=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+launcher=$(mktemp /usr/local/bin/.ocirun.XXXXXX)
+cat > "$launcher" <<LAUNCHER
+#!$PWD/.venv/bin/python -ISB
+import sys
+sys.path.insert(0, "$PWD")
+sys.path.append("$purelib")
+from ocirun.cli import main
+main()
+LAUNCHER
+chmod 755 "$launcher"
+mv -f "$launcher" /usr/local/bin/ocirun
 echo "setup: ok ($(/usr/local/bin/ocirun --version | head -1))"

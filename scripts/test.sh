@@ -1,7 +1,27 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, unit and root integration tests, then the client smoke tests
-# (podman, containerd, dockerd) and the cgroup v2 lane when their tools are present (CI sets them up).
+# The whole test suite: set-up, unit and root integration tests, the client smoke tests (real
+# podman, containerd and dockerd driving ocirun) and the pure cgroup v2 lane in a throwaway VM.
+# SMOKE=0 or CGV2=0 skip those lanes (for a quick local run); CI runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
+status=0
+.venv/bin/python -m pytest -q -p no:cacheprovider tests "$@" || status=1
+
+if [ "${SMOKE:-1}" != 0 ]; then
+  shared=../shared
+  for client in podman containerd docker; do
+    echo "== $client smoke"
+    if ! bash "$shared/clients/$client-smoke.sh" "$(command -v ocirun)" > "/tmp/ocirun-$client-smoke.log" 2>&1; then
+      status=1
+    fi
+    grep -E '^(FAIL|PASS)' "/tmp/ocirun-$client-smoke.log" | grep '^FAIL' || true
+    tail -n 1 "/tmp/ocirun-$client-smoke.log"
+  done
+fi
+
+if [ "${CGV2:-1}" != 0 ] && [ -f scripts/cgv2-lane.sh ]; then
+  echo "== cgroup v2 lane"
+  bash scripts/cgv2-lane.sh || status=1
+fi
+exit $status

@@ -17,9 +17,10 @@ import time
 
 import pytest
 
+from ocirun.parent import default_cgroup_name
 from tests.conftest import OCIRUN, base_config
-from tests.integration.test_cgroups_e2e import (MOUNTS, TAG, dump, launch, no_leftover_cgroups,  # noqa: F401
-                                                read, tagged_cgroups, wait_for)
+from tests.integration.test_cgroups_e2e import (MOUNTS, TAG, cgroup_parents, dump, launch,  # noqa: F401
+                                                no_leftover_cgroups, read, tagged_cgroups, wait_for)
 
 PURE_V2 = bool(MOUNTS) and all(fstype == "cgroup2" for _, _, fstype, _ in MOUNTS)
 pytestmark = [pytest.mark.root,
@@ -46,7 +47,7 @@ def test_limits_are_written_and_visible_inside(ocirun):
     assert box.values(SLOW) == want
     assert box.file("proc_cgroup", SLOW) == "0::/"           # cgroup namespace: its own cgroup is the root
     assert box.file("ro", SLOW) == "ro"                       # /sys/fs/cgroup is mounted read-only
-    assert box.dirs[""].endswith("/ocirun/" + box.cid)        # the default cgroupsPath
+    assert box.dirs[""].endswith("/ocirun/" + default_cgroup_name(ocirun.root, box.cid))   # the default path
     assert {"memory", "pids", "cpu"} <= controllers(box)
     # update: a flag, then the spec's resources JSON on stdin
     box("update", "--memory", "80M", "--memory-swap", "-1", box.cid, check=True)
@@ -111,17 +112,19 @@ def _ticks(box) -> int:
         return 0
 
 
-def test_pause_resume_ps_kill_all_and_delete_force_paused(ocirun):
+def test_pause_resume_ps_and_delete_force_paused(cgroup_parents, ocirun):
     box = launch(ocirun, TICKER, cgroups_path=f"/{TAG}/pause")
     d = box.dirs[""]
+    cgroup_parents.append(os.path.dirname(d))               # the parent the path named: ours
     assert d == f"/sys/fs/cgroup/{TAG}/pause"                 # an absolute cgroupsPath
     wait_for(lambda: _ticks(box) > 1, SLOW, "the ticker")
-    pids = sorted(json.loads(box("ps", "--format", "json", box.cid, check=True).stdout))
-    assert pids == sorted(int(p) for p in box.cg("", "cgroup.procs").split()) and len(pids) >= 2
     box("pause", box.cid, check=True)
     assert box.cg("", "cgroup.freeze") == "1"
     assert dict(l.split() for l in box.cg("", "cgroup.events").splitlines())["frozen"] == "1"
     assert box.status() == "paused"
+    pids = sorted(json.loads(box("ps", "--format", "json", box.cid, check=True).stdout))  # frozen: stable
+    assert pids == sorted(int(p) for p in box.cg("", "cgroup.procs").split()) and len(pids) >= 2
+    assert box.pid in pids
     at = _ticks(box)
     time.sleep(1.0)
     assert _ticks(box) == at
@@ -133,15 +136,15 @@ def test_pause_resume_ps_kill_all_and_delete_force_paused(ocirun):
     assert not os.path.exists(d)
     for pid in pids:
         wait_for(lambda: not os.path.exists(f"/proc/{pid}"), SLOW, f"pid {pid} gone")
-    os.rmdir(os.path.dirname(d))                             # the parent the path named: ours
 
 
-def test_kill_all_with_systemd_cgroup_path(ocirun):
+def test_kill_all_with_systemd_cgroup_path(cgroup_parents, ocirun):
     def edit(config):   # without a pid namespace only the cgroup finds the other processes
         config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "pid"]
     box = launch(ocirun, "sleep 600 & (sleep 601 &); : > /out/ready; wait", edit=edit,
                  cgroups_path=f"{TAG}.slice:pfx:{TAG}-sd", extra_global=("--systemd-cgroup",))
     d = box.dirs[""]
+    cgroup_parents.append(os.path.dirname(d))
     assert d == f"/sys/fs/cgroup/{TAG}.slice/pfx-{TAG}-sd.scope"
     box.file("ready", SLOW)
     wait_for(lambda: len(box.cg("", "cgroup.procs").split()) >= 3, SLOW, "3 processes")
@@ -150,7 +153,6 @@ def test_kill_all_with_systemd_cgroup_path(ocirun):
     wait_for(lambda: box.status() == "stopped", SLOW, "stopped")
     box("delete", box.cid, check=True)
     assert not os.path.exists(d)
-    os.rmdir(os.path.dirname(d))
 
 
 def test_ebpf_device_filter(ocirun):

@@ -19,8 +19,7 @@ _SEQ = [0]
 
 
 def new_id(prefix="e"):
-    """Unique per test session: the default cgroup ("ocirun/<id>" under our own cgroup) is shared by
-    every --root on this host, so fixed ids could meet another test run's container."""
+    """Unique per test session, so that a leftover of one run is never mistaken for another's."""
     _SEQ[0] += 1
     return f"{prefix}{os.getpid()}-{_SEQ[0]}"
 
@@ -43,16 +42,27 @@ def _init_pids() -> set:
 
 
 def _cgroup_dirs(cid) -> list:
-    """Every place a cgroup of `cid` could be: <hierarchy>/<our cgroup>/ocirun/<cid>, or at the top."""
+    """Every place a cgroup of `cid` could be: <hierarchy>/<our cgroup or top>/ocirun/<cid>, or
+    .../ocirun/<cid>-<tag of --root> (the default name for a non-default --root)."""
     found = []
     for line in open("/proc/self/cgroup").read().splitlines():
         _, ctrls, path = line.split(":", 2)
         for mount in glob.glob("/sys/fs/cgroup/*") + ["/sys/fs/cgroup"]:
             for base in (path, "/"):
-                cand = os.path.normpath(f"{mount}/{base}/ocirun/{cid}")
-                if os.path.isdir(cand):
-                    found.append(cand)
+                parent = os.path.normpath(f"{mount}/{base}/ocirun")
+                for cand in [os.path.join(parent, cid)] + glob.glob(os.path.join(parent, f"{cid}-*")):
+                    if os.path.isdir(cand):
+                        found.append(cand)
     return sorted(set(found))
+
+
+def test_the_leftover_check_sees_a_live_container_s_cgroup(ocirun):
+    """The check used by every test below must be able to fail."""
+    cid = new_id()
+    ocirun("create", "-b", ocirun.bundle(base_config(["sleep", "100"])), cid, check=True)
+    assert _cgroup_dirs(cid) != []
+    ocirun("delete", "--force", cid, check=True)
+    assert _cgroup_dirs(cid) == []
 
 
 class Snapshot:

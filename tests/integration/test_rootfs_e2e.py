@@ -14,8 +14,8 @@ pytestmark = pytest.mark.root
 
 
 def cid(name: str) -> str:
-    """Container ids unique to this test session: the default cgroup ("ocirun/<id>" under our own
-    cgroup) is shared by every --root on the host, so a fixed id could meet another run's container."""
+    """Container ids unique to this test session (cgroups given by path, hooks' files and the
+    like then never meet another concurrent run's)."""
     return f"{name}-{os.getpid()}"
 
 
