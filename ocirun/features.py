@@ -26,7 +26,8 @@ OCI_VERSION_MAX = "1.3.0"
 
 def mount_options() -> list[str]:
     from ocirun.linux import mounts
-    return sorted(set(mounts.FLAGS) | set(mounts.PROPAGATION) | set(mounts.REC_ATTRS) | set(mounts.EXTENSIONS))
+    names = set(mounts.FLAGS) | set(mounts.PROPAGATION) | set(mounts.REC_ATTRS) | set(mounts.EXTENSIONS)
+    return sorted(names)
 
 
 def _libseccomp_version() -> tuple[int, int, int] | None:

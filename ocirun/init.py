@@ -13,9 +13,12 @@ import signal
 import socket
 import sys
 
-from ocirun import log, protocol
+# Everything the init will need is imported here, at start-up: the parent starts the init before
+# it validates the config, so these imports overlap its work instead of delaying the container.
+from ocirun import hooks, log, protocol, security
 from ocirun.errors import OciError, describe_oserror
 from ocirun.initctx import InitContext
+from ocirun.linux import capabilities, console, network, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
 
@@ -78,9 +81,6 @@ class Init:
 
     # --- stage 2 -------------------------------------------------------------------------------
     def stage2(self) -> None:
-        from ocirun import hooks, security
-        from ocirun.linux import console, rootfs
-
         self.setup_created_signals()
         os.setsid()
         config, linux, process = self.config, self.linux, self.process
@@ -91,8 +91,7 @@ class Init:
                           new_cgroupns=bool(self.flags & sc.CLONE_NEWCGROUP))
         seccomp_filter = security.prepare_seccomp(config)
         if ctx.new_netns:
-            from ocirun.linux.network import loopback_up
-            loopback_up()
+            network.loopback_up()
         if self.flags & sc.CLONE_NEWUTS:
             if config.get("hostname"):
                 sc.sethostname(config["hostname"])
@@ -256,6 +255,7 @@ def init_cmd(g, argv: list[str]) -> int:
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     sync = socket.socket(fileno=sync_fd)
     os.set_inheritable(sync_fd, False)
+    capabilities.load_prctl()  # while the parent still validates
     boot, fds = protocol.recv(sync)
     if boot is None:
         return 1

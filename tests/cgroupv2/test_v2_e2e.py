@@ -163,7 +163,8 @@ def test_ebpf_device_filter(ocirun):
     # /dev/kmsg opened write-only needs no capability: only the device filter decides
     res = {"devices": [{"allow": False, "access": "rwm"},
                        {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "w"}]}
-    script = ("(echo ocirun-cgv2-test > /dev/kmsg2) 2>/out/kmsg.err && echo ok > /out/kmsg || echo denied > /out/kmsg; "
+    script = ("(echo ocirun-cgv2-test > /dev/kmsg2) 2>/out/kmsg.err && echo ok > /out/kmsg "
+              "|| echo denied > /out/kmsg; "
               "(: < /dev/fuse2) 2>/out/fuse.err; "
               "(echo x > /dev/null) && echo ok > /out/null; : > /out/ready; exec sleep 600")
     box = launch(ocirun, script, resources=res, edit=edit)

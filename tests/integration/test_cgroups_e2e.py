@@ -175,7 +175,8 @@ class Box:
     def values(self, timeout: float = 20.0) -> dict:
         """The `name=value` lines the container's DUMP loop wrote to /out/values."""
         self.file("ready", timeout)
-        return dict(line.split("=", 1) for line in read(os.path.join(self.out, "values")).splitlines() if "=" in line)
+        text = read(os.path.join(self.out, "values"))
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
     def status(self) -> str:
         return self.rt.state(self.cid)["status"]
@@ -307,9 +308,9 @@ def test_cpu_shares_quota_period_and_cpus(ocirun):
                               "cpuset/cpuset.cpus", "cpuset/cpuset.mems",
                               then="grep Cpus_allowed_list /proc/self/status > /out/affinity; exec sleep 600"),
                  resources=res)
-    host = {"cpu/cpu.shares": box.cg("cpu", "cpu.shares"), "cpu/cpu.cfs_quota_us": box.cg("cpu", "cpu.cfs_quota_us"),
-            "cpu/cpu.cfs_period_us": box.cg("cpu", "cpu.cfs_period_us"),
-            "cpuset/cpuset.cpus": box.cg("cpuset", "cpuset.cpus"), "cpuset/cpuset.mems": box.cg("cpuset", "cpuset.mems")}
+    host = {f"{c}/{f}": box.cg(c, f) for c, f in (("cpu", "cpu.shares"), ("cpu", "cpu.cfs_quota_us"),
+                                                  ("cpu", "cpu.cfs_period_us"), ("cpuset", "cpuset.cpus"),
+                                                  ("cpuset", "cpuset.mems"))}
     assert host == {"cpu/cpu.shares": "512", "cpu/cpu.cfs_quota_us": "25000", "cpu/cpu.cfs_period_us": "50000",
                     "cpuset/cpuset.cpus": "0", "cpuset/cpuset.mems": "0"}
     assert box.values() == host
@@ -319,7 +320,8 @@ def test_cpu_shares_quota_period_and_cpus(ocirun):
 def test_blkio_weight(ocirun):
     box = launch(ocirun, dump("blkio/blkio.bfq.weight", "blkio/blkio.weight"),
                  resources={"blockIO": {"weight": 300}}, start=False)
-    names = [n for n in ("blkio.weight", "blkio.bfq.weight") if os.path.exists(os.path.join(box.dirs["blkio"], n))]
+    names = [n for n in ("blkio.weight", "blkio.bfq.weight")
+             if os.path.exists(os.path.join(box.dirs["blkio"], n))]
     assert names, "create succeeded although the host has no blkio weight file"
     assert box.cg("blkio", names[0]) in ("300", "default 300")
     box.start()
@@ -328,7 +330,8 @@ def test_blkio_weight(ocirun):
 
 def test_blkio_throttle_the_kernel_refuses_is_an_error_naming_the_field(ocirun):
     box_cfg = base_config(["true"])
-    box_cfg["linux"]["resources"] = {"blockIO": {"throttleReadBpsDevice": [{"major": 4095, "minor": 4095, "rate": 1}]}}
+    box_cfg["linux"]["resources"] = {"blockIO": {"throttleReadBpsDevice": [
+        {"major": 4095, "minor": 4095, "rate": 1}]}}   # no such device: the kernel refuses it
     proc = ocirun("create", "-b", ocirun.bundle(box_cfg), f"{TAG}-blkerr")
     assert proc.returncode != 0
     assert "linux.resources.blockIO.throttleReadBpsDevice" in proc.stderr
@@ -369,7 +372,8 @@ def test_device_in_linux_devices_but_not_allowed_is_denied_with_eperm(ocirun):
     assert "Operation not permitted" in box.file("err")
     assert box.file("null") == "ok"                     # the default devices stay allowed
     allowed = box.cg("devices", "devices.list").splitlines()
-    assert "a *:* rwm" not in allowed and "c 1:3 rwm" in allowed and not any(l.startswith("c 10:229 ") for l in allowed)
+    assert "a *:* rwm" not in allowed and "c 1:3 rwm" in allowed
+    assert not any(line.startswith("c 10:229 ") for line in allowed)
 
 
 def test_device_allowed_in_resources_devices_can_be_opened(ocirun):
@@ -403,7 +407,8 @@ def test_cgroup_namespace_shows_the_container_cgroup_as_root(ocirun):
 def test_without_cgroup_namespace_the_host_path_is_visible(ocirun):
     def edit(config):
         config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "cgroup"]
-    box = launch(ocirun, dump("memory/memory.limit_in_bytes"), resources={"memory": {"limit": 48 << 20}}, edit=edit)
+    box = launch(ocirun, dump("memory/memory.limit_in_bytes"), resources={"memory": {"limit": 48 << 20}},
+                 edit=edit)
     box.file("ready")
     inside = dict(line.split(":", 2)[1:] for line in box.file("proc_cgroup").splitlines())
     assert inside["memory"].endswith("/ocirun/" + default_cgroup_name(ocirun.root, box.cid))
@@ -540,9 +545,8 @@ def test_update_resources_json_on_stdin(ocirun):
     box = launch(ocirun, WATCH, resources={"pids": {"limit": 100}})
     res = {"memory": {"limit": 80 << 20}, "pids": {"limit": 42}, "cpu": {"quota": 30000, "period": 60000}}
     box("update", "--resources", "-", box.cid, input=json.dumps(res), check=True)
-    host = {"memory/memory.limit_in_bytes": box.cg("memory", "memory.limit_in_bytes"),
-            "pids/pids.max": box.cg("pids", "pids.max"), "cpu/cpu.cfs_quota_us": box.cg("cpu", "cpu.cfs_quota_us"),
-            "cpu/cpu.cfs_period_us": box.cg("cpu", "cpu.cfs_period_us")}
+    host = {f"{c}/{f}": box.cg(c, f) for c, f in (("memory", "memory.limit_in_bytes"), ("pids", "pids.max"),
+                                                  ("cpu", "cpu.cfs_quota_us"), ("cpu", "cpu.cfs_period_us"))}
     assert host == {"memory/memory.limit_in_bytes": str(80 << 20), "pids/pids.max": "42",
                     "cpu/cpu.cfs_quota_us": "30000", "cpu/cpu.cfs_period_us": "60000"}
     wait_for(lambda: _inside(box) == host, what=f"the new values inside (want {host}, have {_inside(box)})")

@@ -1,0 +1,147 @@
+"""The exec helper: a sealed interpreter started by `ocirun exec` (see ocirun/execcmd.py).
+
+    H: non-dumpable; receive the plan and the container's namespace fds; validate the process and
+       compile its seccomp filter with the host's libseccomp; execCPUAffinity.initial; ask the
+       parent to put us in the container's cgroup; seal the import system; setns user .. mnt
+       (become root of a joined user namespace); fork (the child is in the container's pid
+       namespace); report the child's pid; exit.
+    X: setsid; the terminal (pty made in the container's devpts, master sent over the console
+       socket, slave as the controlling terminal and stdio); process settings in runc's order
+       (security.apply_process_settings); execCPUAffinity.final; signals reset; every fd but
+       stdio and the preserved ones close-on-exec; late seccomp; execve.
+
+Errors go to the parent as one JSON message on the sync socket; the socket is close-on-exec, so
+EOF without an error means the program was exec'd.
+"""
+import fcntl
+import json
+import os
+import socket
+
+from ocirun import protocol, security
+from ocirun.errors import OciError
+from ocirun.init import describe, env_dict, resolve_executable, seal_imports
+from ocirun.linux import console
+from ocirun.linux import syscalls as sc
+
+NS_FLAGS = {"user": sc.CLONE_NEWUSER, "cgroup": sc.CLONE_NEWCGROUP, "ipc": sc.CLONE_NEWIPC,
+            "uts": sc.CLONE_NEWUTS, "net": sc.CLONE_NEWNET, "pid": sc.CLONE_NEWPID,
+            "time": sc.CLONE_NEWTIME, "mnt": sc.CLONE_NEWNS}
+
+
+class ExecFailed(OciError):
+    pass
+
+
+def main() -> None:
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)     # nothing in the container may ptrace or open us (D-8)
+    sync_fd = int(os.environ.pop("_OCIRUN_SYNC"))
+    os.set_inheritable(sync_fd, False)
+    sync = socket.socket(fileno=sync_fd)
+    data, fds, _flags, _addr = socket.recv_fds(sync, protocol.MAX_PACKET, 16)
+    if not data:
+        os._exit(1)
+    plan = json.loads(data)
+    if len(fds) != len(plan["ns"]) + (1 if plan.get("console") else 0):
+        report(sync, ExecFailed(f"exec helper: got {len(fds)} fds, expected more"))
+        os._exit(1)
+    try:
+        helper(sync, plan, fds)
+    except BaseException as exc:    # noqa: BLE001 - everything is reported to the parent
+        report(sync, exc)
+        os._exit(1)
+    os._exit(0)
+
+
+def report(sync: socket.socket, exc: BaseException) -> None:
+    try:
+        os.write(sync.fileno(), protocol.encode({"type": "error", "msg": describe(exc)}))
+    except OSError:
+        pass
+
+
+def request(sync: socket.socket, msg: dict) -> None:
+    protocol.send(sync, msg)
+    reply, _ = protocol.recv(sync)
+    if reply is None or reply.get("type") != "ack":
+        raise ExecFailed((reply or {}).get("msg") or "ocirun exec went away")
+
+
+def helper(sync: socket.socket, plan: dict, fds: list[int]) -> None:
+    config = plan["config"]
+    process = config["process"]
+    kinds = plan["ns"]
+    ns_fds = fds[:len(kinds)]
+    console_sock = fds[len(kinds)] if plan.get("console") else None
+
+    seccomp_filter = security.prepare_process_settings(config)
+    security.apply_initial_cpu_affinity(process)
+    request(sync, {"type": "cgroup"})       # the parent writes our pid to every cgroup.procs
+
+    seal_imports()      # from here on the filesystem may be the container's
+    for kind, fd in zip(kinds, ns_fds):
+        try:
+            sc.setns(fd, NS_FLAGS[kind], label=f"/proc/<init>/ns/{kind}")
+        finally:
+            os.close(fd)
+        if kind == "user":
+            # root of the container's user namespace, else our ids are unmapped there
+            try:
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            except OSError as exc:
+                raise ExecFailed(f"setresuid to 0 in the container's user namespace: {exc.strerror}") from None
+    pid = os.fork()
+    if pid:
+        protocol.send(sync, {"type": "pid", "pid": pid})
+        return
+    try:
+        child(sync, plan, config, process, console_sock, seccomp_filter)
+    except BaseException as exc:    # noqa: BLE001
+        report(sync, exc)
+    os._exit(1)
+
+
+def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
+    os.setsid()
+    if console_sock is not None:
+        setup_terminal(console_sock, process.get("consoleSize"))
+    outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter)
+    path = resolve_executable(process)
+    if outcome.notify_fd is not None:
+        # the parent takes the listener fd with pidfd_getfd and hands it to the agent; from here
+        # only write(2) and read(2) on the sync socket (sendmsg may be a notified syscall)
+        os.write(sync.fileno(), protocol.encode({"type": "seccomp_fd", "fd": outcome.notify_fd}))
+        reply, _ = protocol.recv_with_read(sync)
+        if not reply or reply.get("type") != "ack":
+            raise ExecFailed((reply or {}).get("msg") or "ocirun exec failed to pass the seccomp notify fd")
+        os.close(outcome.notify_fd)
+    security.apply_final_cpu_affinity(process)
+    security.reset_signals()
+    # stdio and the preserved fds 3..3+N-1 cross the execve; everything else (the sync socket
+    # included, whose closing tells the parent that execve succeeded) is close-on-exec
+    sc.close_range(3 + int(plan.get("preserve_fds") or 0), 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    if outcome.seccomp_pending:
+        security.load_seccomp_late(seccomp_filter)
+    os.execve(path, process["args"], env_dict(process.get("env") or []))
+
+
+def setup_terminal(console_sock: int, size: dict | None) -> None:
+    """A pty of the container's devpts (we are in its mount namespace): the master goes over the
+    console socket (one message: the pty's name, the fd in SCM_RIGHTS, as runc's utils.SendFd), the
+    slave becomes our controlling terminal and stdio."""
+    master, slave, name = console.open_pty()
+    try:
+        console.set_size(master, size)
+        sock = socket.socket(fileno=console_sock)
+        try:
+            socket.send_fds(sock, [name.encode()], [master])
+        finally:
+            sock.close()
+    finally:
+        os.close(master)
+    fcntl.ioctl(slave, console.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)

@@ -1,0 +1,394 @@
+"""`ocirun exec`: run a new process in a running (or created) container, as `runc exec` does.
+
+    ocirun exec [flags] ID CMD [ARGS...]      the container's process settings, changed by the flags
+    ocirun exec [flags] -p process.json ID    a process object of the spec (config.md "process")
+
+Processes (see docs/ARCHITECTURE.md):
+
+    ocirun exec (E)       parse, load the state, build the process, open the init's namespaces
+      fexecve a sealed interpreter: the exec helper H (ocirun/exec_init.py), with the sync socket
+    H (host namespaces)   validate + compile seccomp, execCPUAffinity.initial, then E adds H to the
+                          container's cgroup (every hierarchy); setns user .. mnt, fork
+    H exits after reporting the pid of X; X is re-parented to E (a child subreaper) in the foreground
+    X (in the container)  setsid, the tty, process settings (security.py), close fds, execve
+
+The helper is a fresh interpreter exec'd from a read-only handle rather than a fork of E: a program
+in the container could be a `#!/proc/self/exe` script, which would make the kernel run (and expose)
+the interpreter X was exec'd from (CVE-2019-5736, hardening D-9). It costs one interpreter start,
+overlapped with E's own work.
+
+Exit status: the process's (128+N for a signal) in the foreground, 0 with --detach, 255 when the
+exec itself fails (runc's code; podman and docker read "no such file or directory" and
+"permission denied" in the message).
+"""
+import json
+import os
+import socket
+import sys
+
+from ocirun import state as st
+from ocirun.cliparse import UsageError, parse
+from ocirun.errors import InvalidState, OciError
+
+FLAGS = {"console-socket": "str", "cwd": "str", "env": "list", "tty": "bool", "user": "str",
+         "additional-gids": "list", "process": "str", "detach": "bool", "pid-file": "str",
+         "process-label": "str", "apparmor": "str", "no-new-privs": "bool", "cap": "list",
+         "preserve-fds": "int", "cgroup": "list", "ignore-paused": "bool"}
+ALIASES = {"e": "env", "t": "tty", "u": "user", "g": "additional-gids", "p": "process", "d": "detach",
+           "c": "cap"}
+
+# the order the namespaces are joined in: the user namespace first (it owns the others and gives
+# the capabilities to join them), the mount namespace last (afterwards paths are the container's)
+NS_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "time", "mnt")
+
+EXEC_FAILED = 255
+
+
+class ExecError(OciError):
+    exit_code = EXEC_FAILED
+
+
+def exec_cmd(g, argv: list[str]) -> int:
+    try:
+        return _exec(g, argv)
+    except OciError as exc:
+        exc.exit_code = EXEC_FAILED     # runc: every failure of exec itself exits 255
+        raise
+
+
+def _exec(g, argv: list[str]) -> int:
+    opts, pos = parse(argv, FLAGS, ALIASES, stop_at_positional=1)
+    if not pos:
+        raise UsageError('"exec" requires a minimum of 1 argument')
+    cid, args = pos[0], pos[1:]
+    if not opts["process"] and not args:
+        raise UsageError('"exec" requires a minimum of 2 arguments (or --process FILE)')
+    if opts["cgroup"]:
+        raise OciError("--cgroup: running exec processes in a sub-cgroup is not supported by ocirun")
+    preserve = opts["preserve-fds"] or 0
+    if preserve < 0:
+        raise UsageError("--preserve-fds: must not be negative")
+
+    state = st.load(g.root, cid)
+    status = state.status
+    if status == st.STOPPED:
+        raise InvalidState(cid, status, "exec", "cannot exec in a stopped container")
+    if status == st.PAUSED and not opts["ignore-paused"]:
+        raise InvalidState(cid, status, "exec", "cannot exec in a paused container (use --ignore-paused to override)")
+    if status == st.CREATING:
+        raise InvalidState(cid, status, "exec", "cannot exec in a container that is being created")
+
+    process = build_process(state.config, opts, args)
+    tty = bool(process.get("terminal"))
+    detach = opts["detach"]
+    # runc's checkTerminal
+    if detach and tty and not opts["console-socket"]:
+        raise OciError("cannot allocate tty if runc will detach without setting console socket")
+    if (not detach or not tty) and opts["console-socket"]:
+        raise OciError("cannot use console socket if runc will not detach or allocate tty")
+
+    linux = state.config.get("linux") or {}
+    config = {"process": process,
+              "linux": {k: linux[k] for k in ("seccomp", "personality", "memoryPolicy") if linux.get(k) is not None}}
+
+    host_console = None
+    if tty and not detach:
+        from ocirun import ttyproxy
+        host_console = ttyproxy.find_host_console()    # runc: open /dev/tty: no such device or address
+
+    from ocirun.linux import syscalls as sc
+    if not detach:
+        # X is forked by the helper; once the helper exits it is re-parented to us, and we wait for it.
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+
+    ns_fds, ns_kinds = open_namespaces(state)
+    send_fds = list(ns_fds)
+    console_parent = None
+    try:
+        if tty:
+            if opts["console-socket"]:
+                csock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    csock.connect(opts["console-socket"])
+                except OSError as exc:
+                    csock.close()
+                    raise OciError(f"--console-socket {opts['console-socket']}: connect: {exc.strerror}") from None
+            else:
+                console_parent, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            send_fds.append(csock.detach())
+        sync, helper = spawn_helper(preserve)
+        plan = {"type": "exec", "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve}
+        from ocirun import protocol
+        protocol.send(sync, plan, send_fds)
+    finally:
+        for fd in send_fds:
+            os.close(fd)
+    pid = drive_helper(sync, helper, state, config)
+
+    if opts["pid-file"]:
+        from ocirun.parent import write_pid_file
+        write_pid_file(opts["pid-file"], pid)
+    if detach:
+        return 0
+    pidfd = os.pidfd_open(pid)
+    restore = forward_signals(pidfd)
+    try:
+        if tty:
+            from ocirun import ttyproxy
+            master = recv_master(console_parent)
+            console_parent.close()
+            ttyproxy.proxy(master, pidfd, host_console, keep_size=bool(process.get("consoleSize")))
+        return wait_for(pid)
+    finally:
+        restore()
+        os.close(pidfd)
+
+
+# --- the process -----------------------------------------------------------------------------------
+
+def build_process(config: dict, opts: dict, args: list[str]) -> dict:
+    """The exec process: --process FILE or the container's own process, then the flags on top.
+
+    As runc: args, env, cwd, user and terminal come from the file (or the container's process for
+    the command-line form); capabilities, rlimits, apparmorProfile and selinuxLabel missing from the
+    file are the container's (libcontainer's newInitConfig); --env appends, --cap adds to the
+    bounding, effective and permitted sets, --additional-gids appends."""
+    base = config.get("process") or {}
+    if opts["process"]:
+        try:
+            with open(opts["process"]) as f:
+                process = json.load(f)
+        except OSError as exc:
+            raise OciError(f"--process {opts['process']}: open: {exc.strerror.lower()}") from None
+        except ValueError as exc:
+            raise OciError(f"--process {opts['process']}: invalid JSON: {exc}") from None
+        if not isinstance(process, dict):
+            raise OciError(f"--process {opts['process']}: must be a JSON object (the spec's process)")
+        for key in ("capabilities", "rlimits", "apparmorProfile", "selinuxLabel"):
+            if key not in process and key in base:
+                process[key] = base[key]
+        if args:
+            process["args"] = args
+    else:
+        process = json.loads(json.dumps(base))      # a deep copy
+        process["args"] = args
+        process["terminal"] = False
+    if opts["tty"]:
+        process["terminal"] = True
+    if opts["cwd"]:
+        process["cwd"] = opts["cwd"]
+    if opts["apparmor"]:
+        process["apparmorProfile"] = opts["apparmor"]
+    if opts["process-label"]:
+        process["selinuxLabel"] = opts["process-label"]
+    if opts["no-new-privs"]:
+        process["noNewPrivileges"] = True
+    if opts["env"]:
+        process["env"] = list(process.get("env") or []) + opts["env"]
+    if opts["cap"]:
+        caps = process.get("capabilities") or {}
+        for name in opts["cap"]:
+            for set_name in ("bounding", "effective", "permitted"):
+                caps.setdefault(set_name, [])
+                if name not in caps[set_name]:
+                    caps[set_name].append(name)
+        process["capabilities"] = caps
+    user = dict(process.get("user") or {"uid": 0, "gid": 0})
+    if opts["user"]:
+        uid_text, sep, gid_text = opts["user"].partition(":")
+        user["uid"] = _int_id(uid_text, "uid")
+        if sep:
+            user["gid"] = _int_id(gid_text, "gid")
+    if opts["additional-gids"]:
+        user["additionalGids"] = list(user.get("additionalGids") or []) + \
+            [_int_id(g, "additional gid") for g in opts["additional-gids"]]
+    process["user"] = user
+    check_process(process)
+    return process
+
+
+def _int_id(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise OciError(f"--user: parsing {text!r} as int for {what} failed: invalid syntax")
+    return int(text)
+
+
+def check_process(process: dict) -> None:
+    """runc's validateProcessSpec, plus env entries must be NAME=VALUE."""
+    args = process.get("args")
+    if not args or not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise OciError("process.args: must not be empty")
+    cwd = process.get("cwd")
+    if not cwd:
+        raise OciError("process.cwd: must not be empty")
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        raise OciError(f"process.cwd: must be an absolute path, got {cwd!r}")
+    for i, item in enumerate(process.get("env") or []):
+        if not isinstance(item, str) or "=" not in item or item.startswith("="):
+            raise OciError(f"process.env[{i}]: invalid environment variable: {item!r}")
+
+
+# --- namespaces ------------------------------------------------------------------------------------
+
+def open_namespaces(state: st.State) -> tuple[list[int], list[str]]:
+    """Open /proc/<init>/ns/* for every namespace the container does not share with us, then check
+    that the pid is still the container's init (not a recycled pid), so every handle is its."""
+    pid = state.pid
+    fds, kinds = [], []
+    try:
+        for kind in NS_ORDER:
+            try:
+                fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if kind == "time" and not os.path.exists("/proc/self/ns/time"):
+                    continue    # a kernel without time namespaces
+                raise OciError("cannot exec in a stopped container") from None
+            mine = os.stat(f"/proc/self/ns/{kind}")
+            theirs = os.fstat(fd)
+            if (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
+                os.close(fd)
+                continue
+            fds.append(fd)
+            kinds.append(kind)
+        if not state.init_alive():
+            raise OciError("cannot exec in a stopped container")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds, kinds
+
+
+# --- the helper ------------------------------------------------------------------------------------
+
+def spawn_helper(preserve_fds: int) -> tuple[socket.socket, int]:
+    """fexecve a sealed interpreter running ocirun.exec_init; it gets stdio, the preserved fds
+    3..3+N-1 and the sync socket (moved above them), nothing else."""
+    from ocirun.linux import syscalls as sc
+    from ocirun.linux.sealed import open_sealed_executable
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    import fcntl
+    sync_fd = fcntl.fcntl(child_sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
+    child_sock.close()
+    paths = [p for p in sys.path if p]
+    argv = [sys.executable, "-I", "-S", "-B", "-c",
+            f"import sys; sys.path[:0] = {paths!r}; from ocirun.exec_init import main; main()", "exec"]
+    env = {"_OCIRUN_SYNC": str(sync_fd)}
+    exe_fd, _ = open_sealed_executable(sys.executable)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sc.close_range(3 + preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+                for fd in range(3, 3 + preserve_fds):
+                    try:
+                        os.set_inheritable(fd, True)
+                    except OSError:
+                        pass
+                os.set_inheritable(sync_fd, True)
+                os.execve(exe_fd, argv, env)
+            finally:
+                os._exit(127)
+    finally:
+        os.close(exe_fd)
+        os.close(sync_fd)
+    return parent_sock, pid
+
+
+def drive_helper(sync: socket.socket, helper: int, state: st.State, config: dict) -> int:
+    """Answer the helper until the process has exec'd (EOF with no error); returns its host pid."""
+    from ocirun import protocol
+    pid = 0
+    error = None
+    try:
+        while True:
+            msg, _ = protocol.recv(sync)
+            if msg is None:
+                break
+            kind = msg.get("type")
+            if kind == "cgroup":
+                if state.cgroup:
+                    from ocirun.linux.cgroups import manager_from_dict
+                    manager_from_dict(state.cgroup).add(helper)
+                protocol.send(sync, {"type": "ack"})
+            elif kind == "pid":
+                pid = msg["pid"]
+                _reap(helper)
+                helper = 0
+            elif kind == "seccomp_fd":
+                from ocirun.parent import _pass_seccomp_fd
+                _pass_seccomp_fd({"linux": config["linux"]}, state, pid, msg["fd"], sync)
+            elif kind == "error":
+                error = msg.get("msg") or "exec failed"
+                break
+            else:
+                error = f"unexpected message from the exec helper: {kind}"
+                break
+    finally:
+        sync.close()
+        if helper:
+            _reap(helper)
+    if error:
+        if pid:
+            _reap(pid, block=False)
+        raise ExecError(error)
+    if not pid:
+        raise ExecError("the exec helper exited before the process started")
+    return pid
+
+
+def _reap(pid: int, block: bool = True) -> None:
+    try:
+        os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def recv_master(sock: socket.socket) -> int:
+    _msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+    if not fds:
+        raise ExecError("the exec process did not send its terminal")
+    return fds[0]
+
+
+# --- foreground ------------------------------------------------------------------------------------
+
+def forward_signals(pidfd: int):
+    """Signals go to the process, as runc does (not SIGCHLD, SIGWINCH, SIGPIPE nor the job control
+    signals of our own terminal)."""
+    import signal
+    skip = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG, signal.SIGPIPE,
+            signal.SIGTTIN, signal.SIGTTOU}
+    old = {}
+
+    def forward(signum, _frame):
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+        except OSError:
+            pass
+    for sig in signal.Signals:
+        if sig in skip:
+            continue
+        try:
+            old[sig] = signal.signal(sig, forward)
+        except (OSError, ValueError):
+            pass
+
+    def restore():
+        for sig, handler in old.items():
+            try:
+                signal.signal(sig, handler)
+            except (OSError, ValueError, TypeError):
+                pass
+    return restore
+
+
+def wait_for(pid: int) -> int:
+    """Reap our children (the process, and orphans re-parented to us) until the process has exited."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return EXEC_FAILED
+        if got == pid:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
