@@ -68,6 +68,8 @@ def _exec(g, argv: list[str]) -> int:
     preserve = opts["preserve-fds"] or 0
     if preserve < 0:
         raise UsageError("--preserve-fds: must not be negative")
+    # only what the caller really gave us crosses: our own fds may later take free numbers there
+    passed = [fd for fd in range(3, 3 + preserve) if _is_open(fd)]
 
     state = st.load(g.root, cid)
     status = state.status
@@ -116,7 +118,7 @@ def _exec(g, argv: list[str]) -> int:
             else:
                 console_parent, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             send_fds.append(csock.detach())
-        sync, helper = spawn_helper(preserve)
+        sync, helper = spawn_helper(preserve, passed)
         plan = {"type": "exec", "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve}
         from ocirun import protocol
         protocol.send(sync, plan, send_fds)
@@ -135,7 +137,7 @@ def _exec(g, argv: list[str]) -> int:
     try:
         if tty:
             from ocirun import ttyproxy
-            master = recv_master(console_parent)
+            master = ttyproxy.recv_master(console_parent)
             console_parent.close()
             ttyproxy.proxy(master, pidfd, host_console, keep_size=bool(process.get("consoleSize")))
         return wait_for(pid)
@@ -261,9 +263,17 @@ def open_namespaces(state: st.State) -> tuple[list[int], list[str]]:
 
 # --- the helper ------------------------------------------------------------------------------------
 
-def spawn_helper(preserve_fds: int) -> tuple[socket.socket, int]:
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def spawn_helper(preserve_fds: int, passed: list[int]) -> tuple[socket.socket, int]:
     """fexecve a sealed interpreter running ocirun.exec_init; it gets stdio, the preserved fds
-    3..3+N-1 and the sync socket (moved above them), nothing else."""
+    (`passed`: those of 3..3+N-1 the caller had open) and the sync socket (moved above them)."""
     from ocirun.linux import syscalls as sc
     from ocirun.linux.sealed import open_sealed_executable
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
@@ -280,7 +290,7 @@ def spawn_helper(preserve_fds: int) -> tuple[socket.socket, int]:
         if pid == 0:
             try:
                 sc.close_range(3 + preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
-                for fd in range(3, 3 + preserve_fds):
+                for fd in passed:
                     try:
                         os.set_inheritable(fd, True)
                     except OSError:
@@ -342,13 +352,6 @@ def _reap(pid: int, block: bool = True) -> None:
         os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
         pass
-
-
-def recv_master(sock: socket.socket) -> int:
-    _msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
-    if not fds:
-        raise ExecError("the exec process did not send its terminal")
-    return fds[0]
 
 
 # --- foreground ------------------------------------------------------------------------------------

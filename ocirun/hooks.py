@@ -15,8 +15,9 @@ import time
 
 from ocirun.errors import HookError
 
-# Which hook kinds a failure aborts (runtime.md): poststart and poststop failures only warn.
-FATAL_KINDS = {"prestart", "createRuntime", "createContainer", "startContainer"}
+# Which hook kinds a failure aborts (runtime.md 1.3.0): every kind but poststop, whose failures
+# only warn. (runc treats poststart failures as warnings too; the spec makes them errors.)
+FATAL_KINDS = {"prestart", "createRuntime", "createContainer", "startContainer", "poststart"}
 # Every hook kind the runtime runs, in lifecycle order (`ocirun features` lists these).
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 

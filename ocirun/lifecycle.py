@@ -12,7 +12,7 @@ import time
 from ocirun import log
 from ocirun import state as st
 from ocirun.cliparse import need_id, parse
-from ocirun.errors import InvalidState, OciError
+from ocirun.errors import HookError, InvalidState, OciError
 
 ALLOWED = {
     "start": {st.CREATED},
@@ -74,14 +74,21 @@ def start(root: str, cid: str) -> st.State:
         state = st.load(root, cid)
         check_allowed(state, "start")
         fifo = os.path.join(state.dir, st.FIFO)
-        _release_init(state, fifo)
-        state.data["status"] = st.RUNNING
-        state.save()
-    # poststart runs once the program has been exec'd (see _release_init), before start returns.
-    from ocirun import hooks
-    all_hooks = state.config.get("hooks") or {}
-    if all_hooks.get("poststart"):
-        hooks.run_hooks("poststart", all_hooks["poststart"], state.oci_state(), cwd=state.bundle, warn=log.warning)
+        try:
+            _release_init(state, fifo)
+            state.data["status"] = st.RUNNING
+            state.save()
+            # poststart runs once the program has been exec'd (see _release_init), before start returns.
+            all_hooks = state.config.get("hooks") or {}
+            if all_hooks.get("poststart"):
+                from ocirun import hooks
+                hooks.run_hooks("poststart", all_hooks["poststart"], state.oci_state(), cwd=state.bundle)
+        except HookError:
+            # runtime.md steps 7 and 9: a failing startContainer or poststart hook is an error that
+            # stops the container and continues at step 12: destroy it, then the poststop hooks.
+            _force_stop(state)
+            destroy(state, run_poststop=True)
+            raise
     return state
 
 
@@ -113,7 +120,8 @@ def _release_init(state: st.State, fifo: str) -> None:
     finally:
         os.close(fd)
     if data[1:]:
-        raise OciError(data[1:].decode(errors="replace"))
+        text = data[1:].decode(errors="replace")
+        raise (HookError if text.startswith("hooks.") else OciError)(text)
     if not data:
         raise OciError("container init exited before start")
 
@@ -273,19 +281,39 @@ def run_cmd(g, argv: list[str]) -> int:
         start(g.root, cid)
         return 0
     import signal as _signal
-    state = create_container(g.root, cid, create_opts)
+    console = None
+    if not opts["console-socket"]:
+        # process.terminal in the foreground: the pty master comes back over this socketpair and
+        # ttyproxy copies between it and our own stdio (runc's tty.go)
+        import socket as _socket
+        console, create_opts.console_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        state = create_container(g.root, cid, create_opts)
+    finally:
+        if create_opts.console_sock is not None:
+            create_opts.console_sock.close()
+    terminal = console is not None and bool((state.config.get("process") or {}).get("terminal"))
     pid = state.pid
     forwarded = [s for s in _signal.Signals if s not in (_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD)]
     for sig in forwarded:
         with contextlib.suppress(OSError, ValueError):
             _signal.signal(sig, lambda signum, _f: _forward(pid, signum))
     try:
+        if terminal:
+            from ocirun import ttyproxy
+            host_console = ttyproxy.find_host_console()
+            master = ttyproxy.recv_master(console)
         start(g.root, cid)
+        if terminal:
+            ttyproxy.attach(master, pid, host_console, state.config["process"])
         status = _wait_for(pid)
     except BaseException:
         with contextlib.suppress(OciError, OSError):
             delete(g.root, cid, force=True)
         raise
+    finally:
+        if console is not None:
+            console.close()
     if not opts["keep"]:
         with contextlib.suppress(OciError):
             delete(g.root, cid, force=True)

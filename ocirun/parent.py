@@ -21,6 +21,7 @@ class CreateOptions:
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
+        self.console_sock = None    # a connected socket used as the console socket (`run` in the foreground)
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
         self.systemd_cgroup = systemd_cgroup
@@ -39,6 +40,10 @@ def load_and_validate(bundle: str, root: str) -> dict:
 def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
     st.validate_id(cid)
     with contextlib.ExitStack() as undo:
+        # Registered first so it runs last: once the create hooks have begun, a failed create
+        # continues the lifecycle at steps 12-13 (runtime.md): undo everything, then poststop.
+        reached_hooks: list[st.State] = []
+        undo.callback(_poststop_after_failure, reached_hooks)
         # The init's interpreter is started first: it boots (~25 ms of Python start-up and imports)
         # while this process validates and makes the cgroup. Until it gets the bootstrap it only
         # waits; it is placed in the cgroup before it sets anything up.
@@ -49,8 +54,9 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         process = config.get("process")
         if not process:
             raise ConfigError("process", "a process is required to create a container")
-        if process.get("terminal") and not opts.console_socket:
-            raise ConfigError("process.terminal", "cannot allocate a tty without --console-socket")
+        if process.get("terminal") and not opts.console_socket and opts.console_sock is None:
+            raise ConfigError("process.terminal", "cannot allocate tty if runc will detach without setting "
+                                                  "console socket (--console-socket)")
         if not any(n.get("type") == "mount" and not n.get("path")
                    for n in (config.get("linux") or {}).get("namespaces") or []):
             raise ConfigError("linux.namespaces", "a new mount namespace is required")
@@ -62,10 +68,21 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
             raise ContainerExists(cid) from None
         undo.callback(_remove_dir, cdir)
         with st.lock(root, cid):
-            state = _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid)
+            state = _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks)
         undo.pop_all()
     parent_sock.close()
     return state
+
+
+def _poststop_after_failure(reached_hooks: list) -> None:
+    if not reached_hooks:
+        return
+    state = reached_hooks[0]
+    poststop = (state.config.get("hooks") or {}).get("poststop")
+    if poststop:
+        hook_state = dict(state.oci_state(), status=st.STOPPED)
+        hook_state.pop("pid", None)
+        hooks.run_hooks("poststop", poststop, hook_state, cwd=state.bundle, warn=log.warning)
 
 
 def start_init(preserve_fds: int, undo: contextlib.ExitStack) -> tuple[socket.socket, int]:
@@ -82,7 +99,7 @@ def start_init(preserve_fds: int, undo: contextlib.ExitStack) -> tuple[socket.so
     return parent_sock, init_pid
 
 
-def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid) -> st.State:
+def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks) -> st.State:
     # The bundle is the caller's (trusted); its rootfs path is resolved once, here, as runc does.
     rootfs = os.path.realpath(os.path.join(opts.bundle, config["root"]["path"]))
     state = st.State(root, cid, {
@@ -116,6 +133,8 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid) -
             raise OciError(f"--console-socket {opts.console_socket}: connect: {exc.strerror}") from None
         undo.callback(csock.close)
         send_fds.append(csock.fileno())
+    elif opts.console_sock is not None and (config.get("process") or {}).get("terminal"):
+        send_fds.append(opts.console_sock.fileno())
 
     container_pid = 0
     undo.callback(lambda: container_pid and _kill(container_pid))
@@ -151,6 +170,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid) -
             state.data["pid"] = container_pid
             state.data["pid_start"] = st.proc_start_time(container_pid)
         elif kind == "hooks":
+            reached_hooks.append(state)
             _run_runtime_hooks(config, state, container_pid, parent_sock)
         elif kind == "ready":
             if "seccomp_fd" in msg:

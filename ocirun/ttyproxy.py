@@ -172,3 +172,21 @@ def _loop(master: int, pidfd: int, stdin: int, stdout: int) -> None:
                         continue
                     if out_ok:
                         out_ok = _write_all(stdout, data)
+
+
+def recv_master(sock) -> int:
+    """The pty master the container sent over our internal console socket (one message, one fd)."""
+    import socket
+    _msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+    if not fds:
+        raise OciError("the container did not send its terminal over the console socket")
+    return fds[0]
+
+
+def attach(master: int, pid: int, host_console: int, process: dict) -> None:
+    """Proxy the terminal of the process `pid` (the container's init for `run`) until it exits."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        proxy(master, pidfd, host_console, keep_size=bool(process.get("consoleSize")))
+    finally:
+        os.close(pidfd)

@@ -193,12 +193,29 @@ def test_hooks_run_at_their_points_with_the_state_on_stdin(ocirun):
     assert open(log).read().splitlines()[-1].split()[:2] == ["poststop", "stopped"]
 
 
-def test_a_failing_create_runtime_hook_fails_create_and_leaves_nothing(ocirun):
+def test_a_failing_create_runtime_hook_fails_create_leaves_nothing_and_runs_poststop(ocirun):
     config = base_config(["true"])
-    config["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    marker = os.path.join(ocirun.tmp, "poststop-ran")
+    config["hooks"] = {"createRuntime": [{"path": "/bin/false"}],
+                       "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {marker}"]}]}
     proc = ocirun("create", "-b", ocirun.bundle(config), "chook")
     assert proc.returncode == 1 and "hooks.createRuntime[0] (/bin/false): exit status 1" in proc.stderr
     _assert_nothing_left(ocirun, "chook")
+    assert json.load(open(marker))["status"] == "stopped"  # lifecycle step 13 after a failed step 4
+
+
+def test_a_failing_poststart_hook_fails_start_stops_and_destroys_the_container(ocirun):
+    config = base_config(["sleep", "100"])
+    marker = os.path.join(ocirun.tmp, "poststop-ran")
+    config["hooks"] = {"poststart": [{"path": "/bin/false"}],
+                       "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {marker}"]}]}
+    ocirun("create", "-b", ocirun.bundle(config), "cps", check=True)
+    pid = ocirun.state("cps")["pid"]
+    proc = ocirun("start", "cps")
+    assert proc.returncode == 1 and "hooks.poststart[0]" in proc.stderr
+    assert not os.path.exists(f"/proc/{pid}/cmdline") or open(f"/proc/{pid}/cmdline").read() == ""
+    _assert_nothing_left(ocirun, "cps")
+    assert os.path.exists(marker)
 
 
 def test_list_shows_containers_in_table_and_json(ocirun):

@@ -42,7 +42,15 @@ def test_missing_hook_binary_fails():
         run_hooks("createRuntime", [{"path": "/nonexistent"}], STATE)
 
 
-def test_poststart_and_poststop_failures_only_warn():
+def test_poststop_failures_only_warn_and_the_rest_still_run(tmp_path):
     warnings = []
-    run_hooks("poststop", [{"path": "/bin/false"}], STATE, warn=warnings.append)
+    marker = tmp_path / "second"
+    run_hooks("poststop", [{"path": "/bin/false"}, {"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}"]}],
+              STATE, warn=warnings.append)
     assert len(warnings) == 1 and "hooks.poststop[0]" in warnings[0]
+    assert marker.exists()
+
+
+def test_poststart_failures_are_errors_in_spec_1_3():
+    with pytest.raises(HookError, match=r"hooks.poststart\[0\]"):
+        run_hooks("poststart", [{"path": "/bin/false"}], STATE, warn=lambda m: None)
