@@ -120,6 +120,8 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
         cgroup = _rootless_without_cgroup(exc, cgroup, linux)      # or re-raises
     if cgroup is not None:
         undo.callback(cgroup.destroy)
+        # (again, so that on rollback the init is dead before its cgroup is removed)
+        undo.callback(_kill_and_reap, init_pid)
         state.data["cgroup"] = cgroup.to_dict()
     state.save()
 
@@ -261,7 +263,13 @@ def spawn_init(child_sock: socket.socket, preserve_fds: int) -> int:
     sync_fd = child_sock.fileno()
     # -S skips site (and the .pth files of site-packages): the init gets our already computed
     # sys.path instead, which saves several ms on every create. -I: no PYTHON* env, no cwd in path.
-    paths = [p for p in sys.path if p]
+    # The directory holding the ocirun package goes first: an editable install may find it through
+    # an import hook rather than a sys.path entry, and -S drops such hooks.
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The caller's cwd (which `python -m` puts on sys.path) is never passed on: the caller may be
+    # sitting in an untrusted directory, such as the container's rootfs.
+    cwd = os.getcwd()
+    paths = [package_parent] + [p for p in sys.path if p and p not in (package_parent, cwd)]
     argv = [sys.executable, "-I", "-S", "-B", "-c",
             f"import sys; sys.path[:0] = {paths!r}; from ocirun.init import main; main()", "init"]
     env = {"_OCIRUN_SYNC": str(sync_fd)}

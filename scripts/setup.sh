@@ -20,7 +20,7 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi
 if ! .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest' 2>/dev/null; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
 fi
 .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest'
 # The command on PATH is a small launcher rather than pip's console script: `python -ISB` skips

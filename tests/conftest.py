@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OCIRUN = [sys.executable, "-m", "ocirun"]
+OCIRUN = [sys.executable, "-I", "-m", "ocirun"]  # -I: not the cwd on sys.path
 IS_ROOT = os.geteuid() == 0
 
 
