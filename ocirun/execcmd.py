@@ -22,6 +22,7 @@ exec itself fails (runc's code; podman and docker read "no such file or director
 "permission denied" in the message).
 """
 import json
+import marshal
 import os
 import socket
 import sys
@@ -70,7 +71,42 @@ def _exec(g, argv: list[str]) -> int:
         raise UsageError("--preserve-fds: must not be negative")
     # only what the caller really gave us crosses: our own fds may later take free numbers there
     passed = [fd for fd in range(3, 3 + preserve) if _is_open(fd)]
+    detach = opts["detach"]
+    from ocirun.linux import syscalls as sc
+    if not detach:
+        # X is forked by the helper; once the helper exits it is re-parented to us, and we wait for it.
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    # The helper's interpreter starts first and boots while we load the state and build the plan;
+    # on any error before the plan is sent, closing the socket makes it exit.
+    sync, helper = spawn_helper(preserve, passed)
+    try:
+        state, config, host_console, console_parent = _send_plan(g, opts, cid, args, preserve, sync)
+    except BaseException:
+        sync.close()
+        _reap(helper)
+        raise
+    pid = drive_helper(sync, helper, state, config)
+    tty = bool(config["process"].get("terminal"))
 
+    if opts["pid-file"]:
+        write_pid_file(opts["pid-file"], pid)
+    if detach:
+        return 0
+    pidfd = os.pidfd_open(pid)
+    restore = forward_signals(pidfd)
+    try:
+        if tty:
+            from ocirun import ttyproxy
+            master = ttyproxy.recv_master(console_parent)
+            console_parent.close()
+            ttyproxy.proxy(master, pidfd, host_console)
+        return wait_for(pid)
+    finally:
+        restore()
+        os.close(pidfd)
+
+
+def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: socket.socket):
     state = st.load(g.root, cid)
     status = state.status
     if status == st.STOPPED:
@@ -98,11 +134,6 @@ def _exec(g, argv: list[str]) -> int:
         from ocirun import ttyproxy
         host_console = ttyproxy.find_host_console()    # runc: open /dev/tty: no such device or address
 
-    from ocirun.linux import syscalls as sc
-    if not detach:
-        # X is forked by the helper; once the helper exits it is re-parented to us, and we wait for it.
-        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-
     ns_fds, ns_kinds = open_namespaces(state)
     send_fds = list(ns_fds)
     console_parent = None
@@ -118,32 +149,24 @@ def _exec(g, argv: list[str]) -> int:
             else:
                 console_parent, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             send_fds.append(csock.detach())
-        sync, helper = spawn_helper(preserve, passed)
         plan = {"type": "exec", "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve}
-        from ocirun import protocol
-        protocol.send(sync, plan, send_fds)
+        if host_console is not None:
+            # our own terminal: the pty is set up as ttyproxy.prepare() does, before the program runs
+            plan["foreground_tty"] = {"size": ttyproxy.host_size(host_console)}
+        socket.send_fds(sync, [marshal.dumps(plan)], send_fds)
     finally:
         for fd in send_fds:
             os.close(fd)
-    pid = drive_helper(sync, helper, state, config)
+    return state, config, host_console, console_parent
 
-    if opts["pid-file"]:
-        from ocirun.parent import write_pid_file
-        write_pid_file(opts["pid-file"], pid)
-    if detach:
-        return 0
-    pidfd = os.pidfd_open(pid)
-    restore = forward_signals(pidfd)
-    try:
-        if tty:
-            from ocirun import ttyproxy
-            master = ttyproxy.recv_master(console_parent)
-            console_parent.close()
-            ttyproxy.proxy(master, pidfd, host_console, keep_size=bool(process.get("consoleSize")))
-        return wait_for(pid)
-    finally:
-        restore()
-        os.close(pidfd)
+
+def write_pid_file(path: str, pid: int) -> None:
+    """As create's: the host pid, written atomically (relative paths are the caller's cwd's)."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
 
 
 # --- the process -----------------------------------------------------------------------------------
@@ -307,27 +330,26 @@ def spawn_helper(preserve_fds: int, passed: list[int]) -> tuple[socket.socket, i
 
 def drive_helper(sync: socket.socket, helper: int, state: st.State, config: dict) -> int:
     """Answer the helper until the process has exec'd (EOF with no error); returns its host pid."""
-    from ocirun import protocol
     pid = 0
     error = None
     try:
         while True:
-            msg, _ = protocol.recv(sync)
-            if msg is None:
+            data = sync.recv(1 << 16)
+            if not data:
                 break
+            msg = marshal.loads(data)
             kind = msg.get("type")
             if kind == "cgroup":
                 if state.cgroup:
                     from ocirun.linux.cgroups import manager_from_dict
                     manager_from_dict(state.cgroup).add(helper)
-                protocol.send(sync, {"type": "ack"})
+                sync.send(marshal.dumps({"type": "ack"}))
             elif kind == "pid":
                 pid = msg["pid"]
                 _reap(helper)
                 helper = 0
             elif kind == "seccomp_fd":
-                from ocirun.parent import _pass_seccomp_fd
-                _pass_seccomp_fd({"linux": config["linux"]}, state, pid, msg["fd"], sync)
+                sync.send(marshal.dumps(pass_seccomp_fd(state, config, pid, msg["fd"])))
             elif kind == "error":
                 error = msg.get("msg") or "exec failed"
                 break
@@ -345,6 +367,30 @@ def drive_helper(sync: socket.socket, helper: int, state: st.State, config: dict
     if not pid:
         raise ExecError("the exec helper exited before the process started")
     return pid
+
+
+def pass_seccomp_fd(state: st.State, config: dict, pid: int, target_fd: int) -> dict:
+    """linux.seccomp.listenerPath: take the exec process's notify fd (pidfd_getfd) and send it to
+    the agent with the container process state, from here where no filter applies (D-19)."""
+    from ocirun.linux import syscalls as sc
+    from ocirun.linux.seccomp import send_notify_fd
+    seccomp = config["linux"].get("seccomp") or {}
+    try:
+        pidfd = os.pidfd_open(pid)
+        try:
+            fd = sc.pidfd_getfd(pidfd, target_fd)
+        finally:
+            os.close(pidfd)
+        try:
+            send_notify_fd(seccomp["listenerPath"], fd, dict(state.oci_state(), pid=state.pid),
+                           seccomp.get("listenerMetadata"))
+        finally:
+            os.close(fd)
+    except OciError as exc:
+        return {"type": "error", "msg": str(exc)}
+    except OSError as exc:
+        return {"type": "error", "msg": f"linux.seccomp.listenerPath: {exc.strerror or exc}"}
+    return {"type": "ack"}
 
 
 def _reap(pid: int, block: bool = True) -> None:

@@ -303,9 +303,10 @@ def run_cmd(g, argv: list[str]) -> int:
             from ocirun import ttyproxy
             host_console = ttyproxy.find_host_console()
             master = ttyproxy.recv_master(console)
+            ttyproxy.prepare(master, host_console, state.config["process"])
         start(g.root, cid)
         if terminal:
-            ttyproxy.attach(master, pid, host_console, state.config["process"])
+            ttyproxy.attach(master, pid, host_console)
         status = _wait_for(pid)
     except BaseException:
         with contextlib.suppress(OciError, OSError):

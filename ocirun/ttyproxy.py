@@ -91,13 +91,24 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
-def proxy(master: int, pidfd: int, host_console: int, keep_size: bool = False,
-          stdin: int = 0, stdout: int = 1) -> None:
+def prepare(master: int, host_console: int, process: dict) -> None:
+    """Before the process runs: ONLCR off, our terminal's size unless process.consoleSize gave one."""
+    clear_onlcr(master)
+    if not process.get("consoleSize"):
+        copy_size(host_console, master)
+
+
+def host_size(host_console: int) -> dict | None:
+    try:
+        rows, cols = struct.unpack("HHHH", fcntl.ioctl(host_console, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+    except OSError:
+        return None
+    return {"height": rows, "width": cols} if rows or cols else None
+
+
+def proxy(master: int, pidfd: int, host_console: int, stdin: int = 0, stdout: int = 1) -> None:
     """Copy between our stdio and the pty master until the process (pidfd) exited and the pty drained."""
     os.set_blocking(master, False)
-    clear_onlcr(master)
-    if not keep_size:
-        copy_size(host_console, master)
     old_winch = signal.signal(signal.SIGWINCH, lambda _s, _f: copy_size(host_console, master))
     saved = make_raw(host_console)
     try:
@@ -183,10 +194,11 @@ def recv_master(sock) -> int:
     return fds[0]
 
 
-def attach(master: int, pid: int, host_console: int, process: dict) -> None:
-    """Proxy the terminal of the process `pid` (the container's init for `run`) until it exits."""
+def attach(master: int, pid: int, host_console: int) -> None:
+    """Proxy the terminal of the process `pid` (the container's init for `run`) until it exits;
+    prepare() was called before it started."""
     pidfd = os.pidfd_open(pid)
     try:
-        proxy(master, pidfd, host_console, keep_size=bool(process.get("consoleSize")))
+        proxy(master, pidfd, host_console)
     finally:
         os.close(pidfd)

@@ -23,7 +23,6 @@ is to send from a process without the filter: the init passes the fd to the runt
 sync socket, or the parent takes it with pidfd_getfd; find_notify_fd() locates it in /proc/<pid>/fd).
 """
 import errno as _errno
-import json
 import os
 import socket
 
@@ -286,6 +285,7 @@ def send_notify_fd(listener_path: str, notify_fd: int, state: dict, metadata: st
 
     Run this in a process that does not have the filter when `notify_blocks_sender` is true.
     """
+    import json     # here: the exec helper imports this module and must stay lean
     data = json.dumps(process_state(state, metadata)).encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
         try:

@@ -7,7 +7,6 @@ Other modules append wrappers to this file instead of importing ctypes themselve
 import ctypes
 import errno as _errno
 import os
-import platform
 
 from ocirun.errors import SyscallError
 
@@ -17,7 +16,7 @@ _syscall.restype = ctypes.c_long
 
 # Numbers of the calls glibc 2.36 does not wrap. The new mount API and openat2 share one number on
 # every architecture; the older ones differ.
-_ARCH = platform.machine()
+_ARCH = os.uname().machine     # what platform.machine() returns, without importing platform (and re)
 _NR = {
     "pivot_root": {"x86_64": 155, "aarch64": 41}.get(_ARCH),
     "ioprio_set": {"x86_64": 251, "aarch64": 30}.get(_ARCH),

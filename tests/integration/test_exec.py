@@ -105,10 +105,11 @@ def test_exec_process_is_not_a_child_of_the_container_init_and_ours_in_the_foreg
 
 
 def test_exec_process_is_a_session_leader_with_signals_reset(box):
-    out = box.out("sh", "-c", "cat /proc/self/stat; grep -E 'SigIgn|SigBlk' /proc/self/status")
+    out = box.out("sh", "-c", "cat /proc/$$/stat")
     fields = out.split("\n")[0].rsplit(")", 1)[1].split()
     pid, sid = out.split()[0], fields[3]
     assert sid == pid
+    out = box.out("cat", "/proc/self/status")     # the exec'd program itself (sh ignores SIGQUIT)
     assert status_field(out, "SigIgn") == "0000000000000000"
     assert status_field(out, "SigBlk") == "0000000000000000"
 
@@ -131,7 +132,7 @@ def test_exec_inherits_user_cwd_env_caps_rlimits_and_no_new_privs(ocirun):
     out = box.out("sh", "-c", "id -u; id -g; id -G; pwd; echo $FROM_CONFIG; ulimit -n; ulimit -Hn; "
                               "cat /proc/self/status")
     lines = out.split("\n")
-    assert lines[:7] == ["1000", "1000", "20", "/tmp", "yes", "256", "512"]
+    assert lines[:7] == ["1000", "1000", "1000 20", "/tmp", "yes", "256", "512"]
     assert status_field(out, "NoNewPrivs") == "1"
     # bounding set of the config: AUDIT_WRITE(29), KILL(5), NET_BIND_SERVICE(10)
     assert int(status_field(out, "CapBnd"), 16) == (1 << 29) | (1 << 5) | (1 << 10)
@@ -152,7 +153,7 @@ def test_exec_gets_the_container_s_capabilities_and_seccomp(ocirun):
 
 def test_user_and_additional_gids_flags(box):
     assert box.flags(["--user", "1000:1001", "-g", "10", "--additional-gids", "11"],
-                     ["sh", "-c", "id -u; id -g; id -G"]).stdout.split() == ["1000", "1001", "10", "11"]
+                     ["sh", "-c", "id -u; id -g; id -G"]).stdout.split() == ["1000", "1001", "1001", "10", "11"]
     # uid alone keeps the container's gid
     assert box.flags(["-u", "1234"], ["sh", "-c", "id -u; id -g"]).stdout.split() == ["1234", "0"]
 
@@ -354,3 +355,27 @@ def test_without_preserve_fds_no_extra_fd_is_passed(box):
         os.close(r)
         os.close(w)
     assert sorted(int(x) for x in proc.stdout.split()) == [0, 1, 2, 3]     # 3: ls's own directory fd
+
+
+# --- a container with its own user namespace ------------------------------------------------------
+
+from tests.integration.test_userns import HOST_BASE, make_bundle, userns_config, userns_rootfs  # noqa: E402,F401
+
+
+def test_exec_joins_the_container_s_user_namespace_first(ocirun, userns_rootfs, tmp_path):  # noqa: F811
+    c = cid("userns")
+    ocirun("run", "-d", "-b", make_bundle(ocirun, userns_rootfs, userns_config(["sleep", "1000"])), c, check=True)
+    init = ocirun.state(c)["pid"]
+    proc = ocirun("exec", c, "sh", "-c", "id -u; readlink /proc/self/ns/user; cat /proc/self/uid_map; "
+                                          "touch /tmp/x && echo writable")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "0"
+    assert lines[1] == os.readlink(f"/proc/{init}/ns/user") != os.readlink("/proc/self/ns/user")
+    assert lines[2].split() == ["0", str(HOST_BASE), "65536"]
+    assert "writable" in proc.stdout
+    pidfile = str(tmp_path / "u.pid")
+    ocirun("exec", "-d", "-u", "1000:1000", "--pid-file", pidfile, c, "sleep", "100", check=True)
+    pid = int(open(pidfile).read())
+    uids = [line.split()[1:] for line in open(f"/proc/{pid}/status") if line.startswith("Uid:")][0]
+    assert uids == [str(HOST_BASE + 1000)] * 4      # the host sees the mapped id

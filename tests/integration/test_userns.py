@@ -11,10 +11,12 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
 from tests.conftest import REPO, base_config
+from tests.integration.test_errors import is_ocirun_init
 
 pytestmark = pytest.mark.root
 
@@ -108,7 +110,6 @@ def test_uid_and_gid_mappings_are_written_and_seen_from_the_host_and_inside(ocir
     assert status_ids(pid, "Uid") == [str(HOST_BASE)] * 4
     assert status_ids(pid, "Gid") == [str(HOST_BASE)] * 4
     # inside: read through the container's own root
-    import time
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not os.path.exists(f"/proc/{pid}/root/tmp/maps"):
         time.sleep(0.02)
@@ -195,8 +196,16 @@ def test_mappings_the_kernel_refuses_fail_create_naming_the_field_and_leave_noth
     assert proc.returncode == 1
     assert "linux.uidMappings" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not os.path.exists(os.path.join(ocirun.root, cid("u1")))
-    leftover = [p for p in set(os.listdir("/proc")) - before if p.isdigit() and os.path.exists(f"/proc/{p}/cmdline")
-                and b"ocirun\0init" in open(f"/proc/{p}/cmdline", "rb").read()]
+    time.sleep(0.1)
+    # an init of ours would still have the caller's cwd (this test's tmp dir): other runs' do not
+    leftover = []
+    for p in set(os.listdir("/proc")) - before:
+        try:
+            if (p.isdigit() and is_ocirun_init(open(f"/proc/{p}/cmdline", "rb").read())
+                    and os.readlink(f"/proc/{p}/cwd").startswith(ocirun.tmp)):
+                leftover.append(p)
+        except OSError:
+            pass
     assert leftover == []
 
 
