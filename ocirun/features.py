@@ -73,7 +73,7 @@ def _arch_usable(lib_name: str) -> bool:
 
 
 def features() -> dict:
-    from ocirun import __version__, hooks
+    from ocirun import __version__, hooks, security
     from ocirun.linux import capabilities, lsm, namespaces
     version = _libseccomp_version()
     annotations = {"org.opencontainers.ocirun.version": __version__}
@@ -94,6 +94,8 @@ def features() -> dict:
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": True},
+            # set_mempolicy(2) in ocirun/security.py (MPOL_BIND tested in test_security_units)
+            "memoryPolicy": {"modes": list(security.MPOL_MODES), "flags": sorted(security.MPOL_FLAGS)},
         },
         "annotations": annotations,
     }

@@ -75,6 +75,10 @@ def _properties(schema: dict, schemas: dict, base: str) -> tuple[dict | None, st
     return schema.get("properties"), base
 
 
+# Defined by the spec text (features-linux.md, "MemoryPolicy") but missing from the schema copy.
+DEFINED_BY_TEXT_ONLY = {"features.linux.memoryPolicy"}
+
+
 @needs_reference
 def test_every_property_is_defined_by_the_spec(doc):
     """features.md: the structure MUST NOT contain properties this spec version does not define (the
@@ -86,6 +90,8 @@ def test_every_property_is_defined_by_the_spec(doc):
         if props is None or not isinstance(value, dict):
             return
         for key, sub in value.items():
+            if f"{where}.{key}" in DEFINED_BY_TEXT_ONLY:
+                continue
             assert key in props, f"{where}.{key} is not in the features schema"
             if key != "annotations":
                 walk(sub, props[key], base, f"{where}.{key}")

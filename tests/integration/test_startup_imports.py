@@ -1,0 +1,45 @@
+"""Hot paths stay lean: state, start, kill and delete never import jsonschema, pyroute2 or prctl
+(measured on a real container, so every lazy import on those paths is taken)."""
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from tests.conftest import base_config
+
+pytestmark = pytest.mark.root
+
+HEAVY = ("jsonschema", "referencing", "pyroute2", "prctl", "subprocess", "argparse", "dataclasses", "logging")
+
+
+def imported_modules(ocirun, *args) -> set[str]:
+    cmd = [sys.executable, "-I", "-X", "importtime", "-m", "ocirun", "--root", ocirun.root, *args]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.run(cmd, stdout=out, stderr=err, text=True, timeout=60)
+        err.seek(0)
+        text = err.read()
+    assert proc.returncode == 0, text[-2000:]
+    return {line.split("|")[-1].strip() for line in text.splitlines() if line.startswith("import time:")}
+
+
+def test_state_start_kill_delete_import_nothing_heavy(ocirun):
+    bundle = ocirun.bundle(base_config(["sleep", "100"]))
+    ocirun("create", "-b", bundle, "c1", check=True)
+    seen = {}
+    seen["state"] = imported_modules(ocirun, "state", "c1")
+    seen["start"] = imported_modules(ocirun, "start", "c1")
+    seen["kill"] = imported_modules(ocirun, "kill", "c1", "KILL")
+    ocirun("state", "c1", check=True)
+    import time
+    for _ in range(200):
+        if ocirun.state("c1")["status"] == "stopped":
+            break
+        time.sleep(0.01)
+    seen["delete"] = imported_modules(ocirun, "delete", "c1")
+    for command, modules in seen.items():
+        heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
+        assert heavy == [], f"{command} imports {heavy}"
+    # and the check can fail: create does import jsonschema (on a schema verdict cache miss)
+    bundle2 = ocirun.bundle(dict(base_config(["true"]), hostname="miss-the-cache"))
+    assert "jsonschema" in imported_modules(ocirun, "create", "-b", bundle2, "c2")
