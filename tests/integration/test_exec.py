@@ -379,3 +379,16 @@ def test_exec_joins_the_container_s_user_namespace_first(ocirun, userns_rootfs, 
     pid = int(open(pidfile).read())
     uids = [line.split()[1:] for line in open(f"/proc/{pid}/status") if line.startswith("Uid:")][0]
     assert uids == [str(HOST_BASE + 1000)] * 4      # the host sees the mapped id
+
+
+def test_the_exec_helper_stays_lean_and_seals_its_imports():
+    """The helper is a fresh sealed interpreter on every exec: it must not load heavy modules, and
+    once it enters the container's mount namespace nothing can be imported any more."""
+    import sys
+    code = ("import sys; sys.path[:0] = %r; import ocirun.exec_init as e; "
+            "bad = [m for m in ('subprocess', 'json', 're', 'threading', 'logging', 'dataclasses', 'jsonschema', "
+            "'pyroute2', 'ocirun.init') if m in sys.modules]; e.seal_imports()\n"
+            "try:\n    import csv\n    print('imported')\nexcept ImportError:\n    print('sealed', bad)\n"
+            % [p for p in sys.path if p])
+    out = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "sealed []", out
