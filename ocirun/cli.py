@@ -7,7 +7,7 @@ import sys
 
 from ocirun import log
 from ocirun.cliparse import UsageError, parse
-from ocirun.errors import OciError, describe_oserror
+from ocirun.errors import OciError, describe_oserror, go_style
 
 COMMANDS = {
     "create": "ocirun.lifecycle:create_cmd",
@@ -137,10 +137,10 @@ def dispatch(g: GlobalOptions, name: str, argv: list[str]) -> int:
         module = __import__(module_name, fromlist=[func_name])
         return getattr(module, func_name)(g, argv) or 0
     except OciError as exc:
-        log.fatal(str(exc))
+        log.fatal(go_style(str(exc)))
         return getattr(exc, "exit_code", 1)
     except OSError as exc:
-        log.fatal(describe_oserror(exc))
+        log.fatal(go_style(describe_oserror(exc)))
         return 1
     except KeyboardInterrupt:
         return 130

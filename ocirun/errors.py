@@ -72,3 +72,17 @@ def describe_oserror(exc: OSError) -> str:
     if exc.filename is not None:
         return f"{exc.filename}: {text}"
     return text
+
+
+def go_style(msg: str) -> str:
+    """Errno texts as Go (runc) prints them: "no such file or directory", not "No such file...".
+
+    Managers match these words case-sensitively (dockerd maps "no such file or directory" to exit
+    127 and "permission denied" to 126), so the final message of every failed command goes
+    through here."""
+    import errno as _errno
+    for number in _errno.errorcode:
+        text = os.strerror(number)
+        if text in msg and text[:1].isupper():
+            msg = msg.replace(text, text[0].lower() + text[1:])
+    return msg

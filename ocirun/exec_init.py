@@ -23,7 +23,8 @@ import sys
 import termios
 
 from ocirun import security
-from ocirun.errors import OciError, describe_oserror
+from ocirun.errors import OciError
+from ocirun.procexec import describe, env_dict, resolve_executable, seal_imports  # noqa: F401
 from ocirun.linux import console
 from ocirun.linux import syscalls as sc
 
@@ -163,59 +164,3 @@ def setup_terminal(console_sock: int, size: dict | None, clear_onlcr: bool = Fal
         os.dup2(slave, target)
     if slave > 2:
         os.close(slave)
-
-
-# --- as in ocirun/init.py (kept in step with it) ---------------------------------------------------
-
-def env_dict(env: list[str]) -> dict:
-    out = {}
-    for item in env:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
-def resolve_executable(process: dict) -> str:
-    """args[0] looked up in the container's PATH (from process.env), as execvp would; the error
-    words ("no such file or directory", "permission denied") are what podman and docker match."""
-    name = process["args"][0]
-    if "/" in name:
-        candidates = [name if name.startswith("/") else os.path.join(process.get("cwd", "/"), name)]
-    else:
-        path_var = env_dict(process.get("env") or []).get(
-            "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        candidates = [os.path.join(d or ".", name) for d in path_var.split(":")]
-    for cand in candidates:
-        try:
-            st = os.stat(cand)
-        except OSError:
-            continue
-        if st.st_mode & 0o170000 != 0o100000:
-            if "/" in name:
-                raise OciError(f'exec: "{name}": is a directory: permission denied')
-            continue
-        if "/" in name and not st.st_mode & 0o111:
-            raise OciError(f'exec: "{name}": permission denied')
-        if st.st_mode & 0o111:
-            return cand
-    if "/" in name:
-        raise OciError(f'exec: "{name}": stat {name}: no such file or directory')
-    raise OciError(f'exec: "{name}": executable file not found in $PATH: no such file or directory')
-
-
-def seal_imports() -> None:
-    """After this no module can be imported: the filesystem is about to become the container's."""
-    "x".encode("utf-8").decode("latin-1")
-    sys.path[:] = []
-    sys.path_hooks[:] = []
-    sys.path_importer_cache.clear()
-    sys.meta_path[:] = [m for m in sys.meta_path if getattr(m, "__name__", "") in ("BuiltinImporter", "FrozenImporter")]
-    sys.dont_write_bytecode = True
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, OciError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return describe_oserror(exc)
-    return f"{type(exc).__name__}: {exc}"

@@ -89,7 +89,7 @@ def _exec(g, argv: list[str]) -> int:
     tty = bool(config["process"].get("terminal"))
 
     if opts["pid-file"]:
-        write_pid_file(opts["pid-file"], pid)
+        st.write_pid_file(opts["pid-file"], pid)
     if detach:
         return 0
     pidfd = os.pidfd_open(pid)
@@ -158,15 +158,6 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: so
         for fd in send_fds:
             os.close(fd)
     return state, config, host_console, console_parent
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    """As create's: the host pid, written atomically (relative paths are the caller's cwd's)."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.replace(tmp, path)
 
 
 # --- the process -----------------------------------------------------------------------------------

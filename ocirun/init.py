@@ -16,8 +16,9 @@ import sys
 # Everything the init will need is imported here, at start-up: the parent starts the init before
 # it validates the config, so these imports overlap its work instead of delaying the container.
 from ocirun import hooks, log, protocol, security
-from ocirun.errors import OciError, describe_oserror
+from ocirun.errors import OciError
 from ocirun.initctx import InitContext
+from ocirun.procexec import describe, env_dict, resolve_executable, seal_imports
 from ocirun.linux import capabilities, console, network, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
@@ -174,40 +175,6 @@ class Init:
         return fd
 
 
-def env_dict(env: list[str]) -> dict:
-    out = {}
-    for item in env:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
-def resolve_executable(process: dict) -> str:
-    """args[0] looked up in the container's PATH (from process.env), as execvp would, at create time."""
-    name = process["args"][0]
-    if "/" in name:
-        candidates = [name if name.startswith("/") else os.path.join(process.get("cwd", "/"), name)]
-    else:
-        path_var = env_dict(process.get("env") or []).get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        candidates = [os.path.join(d or ".", name) for d in path_var.split(":")]
-    for cand in candidates:
-        try:
-            st = os.stat(cand)
-        except OSError:
-            continue
-        if not (st.st_mode & 0o170000 == 0o100000):
-            if "/" in name:
-                raise OciError(f'exec: "{name}": is a directory: permission denied')
-            continue
-        if "/" in name and not st.st_mode & 0o111:
-            raise OciError(f'exec: "{name}": permission denied')
-        if st.st_mode & 0o111:
-            return cand
-    if "/" in name:
-        raise OciError(f'exec: "{name}": stat {name}: no such file or directory')
-    raise OciError(f'exec: "{name}": executable file not found in $PATH: no such file or directory')
-
-
 def make_cwd(cwd: str | None) -> None:
     """runc creates a missing process.cwd (mode 0755, owned by the container's root) after entering
     the root, so symlinks in it resolve inside the container."""
@@ -228,25 +195,6 @@ def close_extra_fds(first: int, keep: set[int]) -> None:
     """Mark every fd from `first` on close-on-exec, except preserved ones below `first`.
     The kept fds (the fifo, the console) are already O_CLOEXEC or must survive on purpose."""
     sc.close_range(first, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
-
-
-def seal_imports() -> None:
-    """After this, no module can be imported: the filesystem is about to become the container's."""
-    import codecs  # noqa: F401  encodings needed by error paths are loaded now
-    "x".encode("utf-8").decode("latin-1")
-    sys.path[:] = []
-    sys.path_hooks[:] = []
-    sys.path_importer_cache.clear()
-    sys.meta_path[:] = [m for m in sys.meta_path if getattr(m, "__name__", "") in ("BuiltinImporter", "FrozenImporter")]
-    sys.dont_write_bytecode = True
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, OciError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return describe_oserror(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def init_cmd(g, argv: list[str]) -> int:

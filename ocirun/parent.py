@@ -183,7 +183,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
     state.data["status"] = st.CREATED
     state.save()
     if opts.pid_file:
-        write_pid_file(opts.pid_file, container_pid)
+        st.write_pid_file(opts.pid_file, container_pid)
     return state
 
 
@@ -296,14 +296,6 @@ def spawn_init(child_sock: socket.socket, preserve_fds: int) -> int:
             os._exit(127)
     os.close(exe_fd)
     return pid
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.replace(tmp, path)
 
 
 def _kill(pid: int) -> None:

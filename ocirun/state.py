@@ -141,6 +141,15 @@ def load(root: str, cid: str) -> State:
     return State(root, cid, data)
 
 
+def write_pid_file(path: str, pid: int) -> None:
+    """--pid-file: the host pid, written atomically (a relative path is the caller's cwd's)."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
 def list_ids(root: str) -> list[str]:
     try:
         names = os.listdir(root)

@@ -115,3 +115,17 @@ def test_cli_exit_codes_and_log_file(tmp_path):
     assert last["level"] == "error" and last["msg"] == "container does not exist"
     proc = subprocess.run([sys.executable, "-m", "ocirun", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("ocirun version ")
+
+
+def test_errno_texts_are_printed_as_go_does():
+    from ocirun.errors import go_style
+    assert go_style("open /x: No such file or directory") == "open /x: no such file or directory"
+    assert go_style("exec: Permission denied; mount: Operation not permitted") == \
+        "exec: permission denied; mount: operation not permitted"
+    assert go_style("process.cwd: Nothing here") == "process.cwd: Nothing here"
+
+
+def test_cli_prints_errno_text_lowercase(tmp_path):
+    proc = subprocess.run([sys.executable, "-I", "-m", "ocirun", "--root", str(tmp_path), "create", "-b",
+                           str(tmp_path / "nope"), "c1"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "no such file or directory" in proc.stderr

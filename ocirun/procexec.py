@@ -1,0 +1,64 @@
+"""What the container's init and the exec helper share for the last steps before execve.
+
+Both run it in a process that has entered the container; nothing here imports anything lazily.
+"""
+import os
+import sys
+
+from ocirun.errors import OciError, describe_oserror
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def env_dict(env: list[str]) -> dict:
+    out = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def resolve_executable(process: dict) -> str:
+    """args[0] looked up in the container's PATH (from process.env), as execvp would; the error
+    words ("no such file or directory", "permission denied") are what podman and docker match."""
+    name = process["args"][0]
+    if "/" in name:
+        candidates = [name if name.startswith("/") else os.path.join(process.get("cwd", "/"), name)]
+    else:
+        path_var = env_dict(process.get("env") or []).get("PATH", DEFAULT_PATH)
+        candidates = [os.path.join(d or ".", name) for d in path_var.split(":")]
+    for cand in candidates:
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if st.st_mode & 0o170000 != 0o100000:
+            if "/" in name:
+                raise OciError(f'exec: "{name}": is a directory: permission denied')
+            continue
+        if "/" in name and not st.st_mode & 0o111:
+            raise OciError(f'exec: "{name}": permission denied')
+        if st.st_mode & 0o111:
+            return cand
+    if "/" in name:
+        raise OciError(f'exec: "{name}": stat {name}: no such file or directory')
+    raise OciError(f'exec: "{name}": executable file not found in $PATH: no such file or directory')
+
+
+def seal_imports() -> None:
+    """After this no module can be imported: the filesystem is about to become the container's (D-11)."""
+    import codecs  # noqa: F401  encodings needed by error paths are loaded now
+    "x".encode("utf-8").decode("latin-1")
+    sys.path[:] = []
+    sys.path_hooks[:] = []
+    sys.path_importer_cache.clear()
+    sys.meta_path[:] = [m for m in sys.meta_path if getattr(m, "__name__", "") in ("BuiltinImporter", "FrozenImporter")]
+    sys.dont_write_bytecode = True
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OciError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return describe_oserror(exc)
+    return f"{type(exc).__name__}: {exc}"
