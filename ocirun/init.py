@@ -74,10 +74,16 @@ class Init:
             ns.write_time_offsets(self.linux["timeOffsets"])
         self.flags = flags
         self.new_user = new_user or any(j[0] == "user" for j in joins)
+        # The parent must know the container's pid before the container says anything: stage 2
+        # waits until this process has reported it and exited (EOF on `reported`).
+        waiting, reported = os.pipe()
         pid = os.fork()
         if pid:
             self.send({"type": "child_pid", "pid": pid})
             os._exit(0)
+        os.close(reported)
+        os.read(waiting, 1)
+        os.close(waiting)
         self.stage2()
 
     # --- stage 2 -------------------------------------------------------------------------------

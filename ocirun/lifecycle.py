@@ -250,7 +250,13 @@ def destroy(state: st.State, run_poststop: bool = True) -> None:
     """Release everything the container holds: cgroup, state directory; then poststop hooks."""
     if state.cgroup:
         from ocirun.linux.cgroups import manager_from_dict
-        manager_from_dict(state.cgroup).destroy()
+        mgr = manager_from_dict(state.cgroup)
+        # What is left in the cgroup once pid 1 is gone (a container sharing the host's pid
+        # namespace, a process that escaped the init's death) dies with it, as runc does.
+        with contextlib.suppress(OSError, OciError):
+            if mgr.pids():
+                mgr.kill(9)
+        mgr.destroy()
     cdir = state.dir
     for name in os.listdir(cdir):
         with contextlib.suppress(FileNotFoundError):

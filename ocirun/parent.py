@@ -66,7 +66,7 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
             os.mkdir(cdir, 0o711)
         except FileExistsError:
             raise ContainerExists(cid) from None
-        undo.callback(_remove_dir, cdir)
+        undo.callback(_quietly, _remove_dir, cdir)
         with st.lock(root, cid):
             state = _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks)
         undo.pop_all()
@@ -119,7 +119,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
     except OciError as exc:
         cgroup = _rootless_without_cgroup(exc, cgroup, linux)      # or re-raises
     if cgroup is not None:
-        undo.callback(cgroup.destroy)
+        undo.callback(_quietly, _kill_and_destroy_cgroup, cgroup)
         # (again, so that on rollback the init is dead before its cgroup is removed)
         undo.callback(_kill_and_reap, init_pid)
         state.data["cgroup"] = cgroup.to_dict()
@@ -171,6 +171,8 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             os.waitpid(init_pid, 0)
             state.data["pid"] = container_pid
             state.data["pid_start"] = st.proc_start_time(container_pid)
+        elif not container_pid:
+            raise InitError(f"container init sent {kind!r} before its pid was known")
         elif kind == "hooks":
             reached_hooks.append(state)
             _run_runtime_hooks(config, state, container_pid, parent_sock)
@@ -296,6 +298,25 @@ def spawn_init(child_sock: socket.socket, preserve_fds: int) -> int:
             os._exit(127)
     os.close(exe_fd)
     return pid
+
+
+def _quietly(func, *args) -> None:
+    """A rollback step: its failure is logged, never raised, so it cannot hide the error that
+    caused the rollback."""
+    try:
+        func(*args)
+    except (OciError, OSError) as exc:
+        log.error(f"rollback: {exc}")
+
+
+def _kill_and_destroy_cgroup(cgroup) -> None:
+    """Whatever runs in the container's cgroup (the init, or a child it forked that we have not
+    heard of yet) is killed before the cgroup is removed."""
+    try:
+        cgroup.kill(9)
+    except (OciError, OSError):
+        pass
+    cgroup.destroy()
 
 
 def _kill(pid: int) -> None:

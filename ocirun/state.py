@@ -78,7 +78,14 @@ class State:
     # --- derived status ------------------------------------------------------------------------
     def init_alive(self) -> bool:
         pid = self.pid
-        return pid > 0 and proc_start_time(pid) == self.data.get("pid_start")
+        if pid <= 0:
+            return False
+        now = proc_start_time(pid)
+        if now != self.data.get("pid_start"):
+            from ocirun import log
+            log.debug(f"container {self.id}: init pid {pid} started at {now}, recorded {self.data.get('pid_start')}")
+            return False
+        return True
 
     @property
     def status(self) -> str:
