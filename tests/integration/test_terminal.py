@@ -131,7 +131,11 @@ def test_exec_tty_with_console_socket_sends_the_master(ocirun, receiver, tmp_pat
         os.close(master)
     assert b"got:hi" in out
     pid = int(open(pidfile).read())
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    # EOF on the master comes when the process closes the pty, a moment before it has exited
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the exec'd process did not exit after its pty closed"
+        time.sleep(0.01)
 
 
 def test_exec_console_socket_needs_detach_and_tty_as_runc(ocirun, receiver):
