@@ -49,9 +49,23 @@ def _create_options(g, opts):
     from ocirun.parent import CreateOptions
     if opts["no-new-keyring"]:
         log.debug("--no-new-keyring: ocirun never creates a session keyring")
+    listen_fds = socket_activation_fds()
     return CreateOptions(bundle=opts["bundle"] or ".", pid_file=opts["pid-file"],
                          console_socket=opts["console-socket"], no_pivot=opts["no-pivot"],
-                         preserve_fds=opts["preserve-fds"] or 0, systemd_cgroup=g.systemd_cgroup)
+                         preserve_fds=(opts["preserve-fds"] or 0) + listen_fds, listen_fds=listen_fds,
+                         systemd_cgroup=g.systemd_cgroup)
+
+
+def socket_activation_fds() -> int:
+    """systemd socket activation (sd_listen_fds(3)), as runc supports it: when LISTEN_PID is our
+    pid, the LISTEN_FDS fds from 3 on are passed to the container, which gets LISTEN_FDS=N and
+    LISTEN_PID=1 in its environment. They come before the --preserve-fds ones."""
+    try:
+        count = int(os.environ.get("LISTEN_FDS", ""))
+        pid = int(os.environ.get("LISTEN_PID", ""))
+    except ValueError:
+        return 0
+    return count if pid == os.getpid() and count > 0 else 0
 
 
 def create_cmd(g, argv: list[str]) -> int:

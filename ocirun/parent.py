@@ -17,13 +17,15 @@ from ocirun.linux import syscalls as sc
 
 class CreateOptions:
     def __init__(self, *, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
-                 no_pivot: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False):
+                 no_pivot: bool = False, preserve_fds: int = 0, listen_fds: int = 0,
+                 systemd_cgroup: bool = False):
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.console_sock = None    # a connected socket used as the console socket (`run` in the foreground)
         self.no_pivot = no_pivot
-        self.preserve_fds = preserve_fds
+        self.preserve_fds = preserve_fds    # every fd from 3 on passed through, listen fds included
+        self.listen_fds = listen_fds        # of which the first ones are socket-activation fds
         self.systemd_cgroup = systemd_cgroup
 
 
@@ -149,6 +151,10 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
     if cgroup is not None:
         cgroup.set(linux.get("resources") or {})
 
+    if opts.listen_fds:
+        process = dict(config["process"], env=list(config["process"].get("env") or [])
+                       + [f"LISTEN_FDS={opts.listen_fds}", "LISTEN_PID=1"])
+        config = dict(config, process=process)   # for the init only: exec does not inherit them
     boot = {"type": "bootstrap", "config": config, "bundle": opts.bundle, "rootfs": rootfs,
             "no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds, "debug": log.is_debug(),
             "state": {"ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATING,
