@@ -220,3 +220,23 @@ def test_list_shows_containers_in_table_and_json(ocirun):
     assert table[1].split()[:3] == ["c1", str(ocirun.state("c1")["pid"]), "created"]
     data = json.loads(ocirun("list", "--format", "json").stdout)
     assert [c["id"] for c in data] == ["c1"] and data[0]["status"] == "created"
+
+
+def test_delete_removes_the_default_parent_cgroup_once_empty(ocirun):
+    bundle = ocirun.bundle(base_config(["true"]))
+    ocirun("run", "-b", bundle, "c1", check=True)
+    for hierarchy in ("pids", "memory", "freezer", "unified"):
+        for dirpath in _default_parents(hierarchy):
+            children = [e for e in os.scandir(dirpath) if e.is_dir()]
+            assert children, f"{dirpath} left behind, empty"
+
+
+def _default_parents(hierarchy):
+    own = {}
+    for line in open("/proc/self/cgroup").read().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(","):
+            own[c.replace("name=", "") or "unified"] = path
+    base = f"/sys/fs/cgroup/{hierarchy}"
+    return [p for p in (os.path.normpath(f"{base}/{own.get(hierarchy, '/')}/ocirun"), f"{base}/ocirun")
+            if os.path.isdir(p)]

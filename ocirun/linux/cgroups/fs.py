@@ -103,8 +103,9 @@ def _write_error(directory: str, w, exc: OSError) -> CgroupError:
                        f'{os.strerror(exc.errno)}')
 
 
-def mkdirs(path: str) -> list[str]:
-    """mkdir -p; returns the directories it created, top first."""
+def mkdirs(path: str, attempts: int = 3) -> list[str]:
+    """mkdir -p; returns the directories it created, top first. A parent removed under us (the
+    shared default parent is removed by whoever empties it, see remove_if_empty) is made again."""
     created: list[str] = []
     todo = []
     p = path
@@ -117,9 +118,22 @@ def mkdirs(path: str) -> list[str]:
             created.append(d)
         except FileExistsError:
             pass
+        except FileNotFoundError as exc:
+            if attempts <= 1:
+                raise CgroupError(f"mkdir {d}: {os.strerror(exc.errno)}") from exc
+            return created + mkdirs(path, attempts - 1)
         except OSError as exc:
             raise CgroupError(f"mkdir {d}: {os.strerror(exc.errno)}") from exc
     return created
+
+
+def remove_if_empty(directory: str) -> None:
+    """rmdir a parent cgroup the runtime made for its default paths, once no container uses it:
+    the kernel refuses (EBUSY/ENOTEMPTY) while it has children or processes, which is the check."""
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
 
 
 def procs(directory: str, recursive: bool = True) -> list[int]:

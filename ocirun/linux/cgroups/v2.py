@@ -187,6 +187,8 @@ class V2Manager(Manager):
 
     def destroy(self) -> None:
         fs.rmdir_tree(self.dir)
+        if self.uses_default_parent():
+            fs.remove_if_empty(os.path.dirname(self.dir))
 
     def to_dict(self) -> dict:
         return {"version": "v2", "path": self.path, "systemd": self.systemd, "dir": self.dir,
