@@ -1,4 +1,5 @@
-"""The container's init, re-exec'd by `create` as `python -I -B -m ocirun init`.
+"""The container's init: a fresh interpreter started by `create` (parent.spawn_init) from a sealed
+copy of the interpreter, as `python -I -S -B -c "...from ocirun.init import main; main()" init`.
 
 Stage 1 (P1, in the runtime's namespaces, already placed in the container's cgroup by the parent):
 join namespaces given by path, make a new user namespace (the parent writes its maps), unshare the
@@ -113,9 +114,8 @@ class Init:
         hooks.run_hooks("createContainer", all_hooks.get("createContainer"), state)
         seal_imports()
         rootfs.enter_rootfs(ctx)
-        console_fd = None
         if process.get("terminal"):
-            console_fd = console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"))
+            console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"))
         self.write_sysctl(linux.get("sysctl") or {})
         make_cwd(process.get("cwd"))    # as runc: inside the new root, before root.readonly
         rootfs.finalize_rootfs(ctx)
@@ -138,9 +138,9 @@ class Init:
         try:
             hooks.run_hooks("startContainer", all_hooks.get("startContainer"), dict(state, status="running"))
             security.reset_signals()
-            preserve = int(self.boot.get("preserve_fds", 0))
-            keep = {fifo, console_fd} - {None}
-            close_extra_fds(3 + preserve, keep)
+            # every fd past stdio and the preserved ones closes at execve (the fifo's too, which
+            # is what tells `start` the program runs)
+            sc.close_range(3 + int(self.boot.get("preserve_fds", 0)), 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
             # process.execCPUAffinity: "not applicable to the container's init process" (config.md)
             if outcome.seccomp_pending:
                 security.load_seccomp_late(seccomp_filter)
@@ -197,13 +197,9 @@ def make_cwd(cwd: str | None) -> None:
         os.umask(old)
 
 
-def close_extra_fds(first: int, keep: set[int]) -> None:
-    """Mark every fd from `first` on close-on-exec, except preserved ones below `first`.
-    The kept fds (the fifo, the console) are already O_CLOEXEC or must survive on purpose."""
-    sc.close_range(first, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
-
-
 def init_cmd(g, argv: list[str]) -> int:
+    if "_OCIRUN_SYNC" not in os.environ:
+        raise OciError("init: the container's init is started by create, not by hand")
     sync_fd = int(os.environ["_OCIRUN_SYNC"])
     # Nothing the caller of the runtime leaked may reach the container (CVE-2024-21626 class).
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
