@@ -14,6 +14,7 @@ ROOT_SCHEMA = "config-schema.json"
 # Longest instance text kept in a schema error message (jsonschema puts repr(instance) in it).
 _MAX_MESSAGE = 300
 
+CACHE_LIMIT = 512   # schema verdicts kept under <root>/.schema-verdicts
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _validator = None
 
@@ -144,6 +145,10 @@ def validate_schema_cached(raw: bytes, doc: dict, cache_dir: str) -> None:
     validate_schema(doc)
     try:
         os.makedirs(cache_dir, 0o700, exist_ok=True)
+        entries = os.listdir(cache_dir)
+        if len(entries) >= CACHE_LIMIT:   # bounded: managers make a new config per container
+            for name in entries:
+                os.unlink(os.path.join(cache_dir, name))
         os.close(os.open(marker, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
     except OSError:
         pass  # a cache that cannot be written only costs time
