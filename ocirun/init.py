@@ -91,6 +91,8 @@ class Init:
     def stage2(self) -> None:
         self.setup_created_signals()
         os.setsid()
+        if self.boot.get("new_keyring", True):
+            self.join_session_keyring()
         config, linux, process = self.config, self.linux, self.process
         ctx = InitContext(config=config, bundle=self.boot["bundle"], rootfs=self.boot["rootfs"],
                           no_pivot=self.boot.get("no_pivot", False), new_userns=self.new_user,
@@ -151,6 +153,21 @@ class Init:
                 os.write(fifo, text.encode())
             finally:
                 os._exit(127)
+
+    def join_session_keyring(self) -> None:
+        """A session keyring of the container's own ("_ses.<id>"), not the caller's, as runc does
+        unless --no-new-keyring; searchable by its owner (by others in a user namespace). Kernels
+        without keyrings (ENOSYS) are skipped, as runc does; any other failure is an error."""
+        name = "_ses." + self.boot["state"]["id"]
+        try:
+            serial = sc.keyctl_join_session_keyring(name)
+        except OciError as exc:
+            if getattr(exc, "errno", None) == 38:    # ENOSYS
+                log.debug(f"no session keyring for the container: {exc}")
+                return
+            raise
+        perm = int(sc.keyctl_describe(serial).split(";")[3], 16)
+        sc.keyctl_setperm(serial, perm | (0x8 if self.new_user else 0x80000))
 
     def setup_created_signals(self) -> None:
         """pid 1 of a pid namespace gets only signals it handles: while created, exit on them."""

@@ -47,13 +47,11 @@ def check_allowed(state: st.State, op: str) -> str:
 
 def _create_options(g, opts):
     from ocirun.parent import CreateOptions
-    if opts["no-new-keyring"]:
-        log.debug("--no-new-keyring: ocirun never creates a session keyring")
     listen_fds = socket_activation_fds()
     return CreateOptions(bundle=opts["bundle"] or ".", pid_file=opts["pid-file"],
                          console_socket=opts["console-socket"], no_pivot=opts["no-pivot"],
                          preserve_fds=(opts["preserve-fds"] or 0) + listen_fds, listen_fds=listen_fds,
-                         systemd_cgroup=g.systemd_cgroup)
+                         systemd_cgroup=g.systemd_cgroup, new_keyring=not opts["no-new-keyring"])
 
 
 def socket_activation_fds() -> int:

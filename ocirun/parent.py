@@ -18,7 +18,7 @@ from ocirun.linux import syscalls as sc
 class CreateOptions:
     def __init__(self, *, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
                  no_pivot: bool = False, preserve_fds: int = 0, listen_fds: int = 0,
-                 systemd_cgroup: bool = False):
+                 systemd_cgroup: bool = False, new_keyring: bool = True):
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
@@ -27,6 +27,7 @@ class CreateOptions:
         self.preserve_fds = preserve_fds    # every fd from 3 on passed through, listen fds included
         self.listen_fds = listen_fds        # of which the first ones are socket-activation fds
         self.systemd_cgroup = systemd_cgroup
+        self.new_keyring = new_keyring      # a session keyring of the container's own (runc's default)
 
 
 def load_and_validate(bundle: str, root: str) -> dict:
@@ -157,6 +158,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
         config = dict(config, process=process)   # for the init only: exec does not inherit them
     boot = {"type": "bootstrap", "config": config, "bundle": opts.bundle, "rootfs": rootfs,
             "no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds, "debug": log.is_debug(),
+            "new_keyring": opts.new_keyring,
             "state": {"ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATING,
                       "bundle": opts.bundle, **({"annotations": config["annotations"]} if config.get("annotations") else {})}}
     protocol.send(parent_sock, boot, send_fds)

@@ -571,3 +571,27 @@ def bpf_prog_get_fd_by_id(prog_id: int) -> int:
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:
     return _raw("pidfd_getfd", ctypes.c_int(pidfd), ctypes.c_int(target_fd), ctypes.c_uint(0),
                 detail=f"fd {target_fd}")
+
+
+# --- session keyrings (a container gets its own, as runc does unless --no-new-keyring) -------------
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_DESCRIBE = 6
+KEYCTL_SETPERM = 5
+_NR["keyctl"] = {"x86_64": 250, "aarch64": 219}.get(_ARCH)
+
+
+def keyctl_join_session_keyring(name: str) -> int:
+    return _raw("keyctl", ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), _fsdecode(name), detail=name)
+
+
+def keyctl_describe(serial: int) -> str:
+    buf = ctypes.create_string_buffer(512)
+    _raw("keyctl", ctypes.c_long(KEYCTL_DESCRIBE), ctypes.c_long(serial), buf, ctypes.c_long(len(buf)),
+         detail=f"key {serial}")
+    return buf.value.decode(errors="replace")
+
+
+def keyctl_setperm(serial: int, perm: int) -> None:
+    _raw("keyctl", ctypes.c_long(KEYCTL_SETPERM), ctypes.c_long(serial), ctypes.c_long(perm),
+         detail=f"key {serial} perm {perm:#x}")
