@@ -86,3 +86,17 @@ def go_style(msg: str) -> str:
         if text in msg and text[:1].isupper():
             msg = msg.replace(text, text[0].lower() + text[1:])
     return msg
+
+
+class suppress:
+    """contextlib.suppress without importing contextlib (with collections and functools, about
+    1.5 ms on every command)."""
+
+    def __init__(self, *exceptions):
+        self.exceptions = exceptions
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return exc_type is not None and issubclass(exc_type, self.exceptions)

@@ -37,8 +37,8 @@ def now_rfc3339(ns: int | None = None, nano: bool = False) -> str:
 def format_line(level: str, msg: str, ts: str | None = None) -> str:
     ts = ts or now_rfc3339()
     if _json:
-        import json
-        return json.dumps({"level": level, "msg": msg, "time": ts}) + "\n"
+        from ocirun import fastjson
+        return fastjson.dumps({"level": level, "msg": msg, "time": ts}) + "\n"
     quoted = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'time="{ts}" level={level} msg="{quoted}"\n'
 

@@ -7,11 +7,10 @@ The status is never trusted from the file: it is derived each time from the init
 the same process: /proc/<pid>/stat start time matches, so a recycled pid is never taken for it), the
 freezer and the fifo, as runc does.
 """
-import contextlib
 import fcntl
-import json
 import os
 
+from ocirun import fastjson
 from ocirun.errors import ContainerNotFound, OciError
 
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
@@ -132,7 +131,7 @@ class State:
     def save(self) -> None:
         tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
         with open(tmp, "w") as f:
-            json.dump(self.data, f)
+            f.write(fastjson.dumps(self.data))
         os.replace(tmp, os.path.join(self.dir, STATE_FILE))
 
 
@@ -140,7 +139,7 @@ def load(root: str, cid: str) -> State:
     validate_id(cid)
     try:
         with open(os.path.join(root, cid, STATE_FILE)) as f:
-            data = json.load(f)
+            data = fastjson.loads(f.read())
     except FileNotFoundError:
         raise ContainerNotFound(cid) from None
     except ValueError as exc:
@@ -165,16 +164,26 @@ def list_ids(root: str) -> list[str]:
     return sorted(n for n in names if os.path.exists(os.path.join(root, n, STATE_FILE)))
 
 
-@contextlib.contextmanager
-def lock(root: str, cid: str):
-    """An exclusive flock on the container's directory, held for one command's whole operation."""
-    validate_id(cid)
-    try:
-        fd = os.open(os.path.join(root, cid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ContainerNotFound(cid) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+class lock:
+    """An exclusive flock on the container's directory, held for one command's whole operation
+    (`with lock(root, cid):`)."""
+
+    def __init__(self, root: str, cid: str):
+        validate_id(cid)
+        self.path = os.path.join(root, cid)
+        self.cid = cid
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(self.cid) from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)

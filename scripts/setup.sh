@@ -23,6 +23,9 @@ if ! .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest' 2>
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
 fi
 .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest'
+# The launcher runs with -B (it never writes bytecode), so compile it once here: without .pyc
+# files every command would compile ocirun from source.
+.venv/bin/python -m compileall -q ocirun
 # The command on PATH is a small launcher rather than pip's console script: `python -ISB` skips
 # site (its .pth files cost ~5 ms on every command) and pip's wrapper imports re; site-packages is
 # appended to sys.path instead, so jsonschema, prctl and pyroute2 are still found when needed.

@@ -129,3 +129,17 @@ def test_cli_prints_errno_text_lowercase(tmp_path):
     proc = subprocess.run([sys.executable, "-I", "-m", "ocirun", "--root", str(tmp_path), "create", "-b",
                            str(tmp_path / "nope"), "c1"], capture_output=True, text=True)
     assert proc.returncode == 1 and "no such file or directory" in proc.stderr
+
+
+def test_fastjson_matches_the_json_package():
+    import json
+    from ocirun import fastjson
+    samples = [{"a": 1, "b": [1, 2, {"c": 'é"x\n'}], "d": None, "e": True, "f": 1.5, "g": {}, "h": []},
+               [], {}, "x", 3, {"ociVersion": "1.3.0", "id": "c", "pid": 0, "annotations": {"k": "v"}}]
+    for obj in samples:
+        assert fastjson.dumps(obj) == json.dumps(obj)
+        assert fastjson.dumps_indented(obj) == json.dumps(obj, indent=2)
+        assert fastjson.loads(json.dumps(obj, indent=2).encode()) == obj
+    for bad in ("{", '{"a": 1} x', ""):
+        with pytest.raises(ValueError):
+            fastjson.loads(bad)
