@@ -24,7 +24,6 @@ sync socket, or the parent takes it with pidfd_getfd; find_notify_fd() locates i
 """
 import errno as _errno
 import os
-import socket
 
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import syscalls
@@ -287,6 +286,7 @@ def send_notify_fd(listener_path: str, notify_fd: int, state: dict, metadata: st
     """
     import json     # here: the exec helper imports this module and must stay lean
     data = json.dumps(process_state(state, metadata)).encode()
+    import socket  # here, not at the top: create validates seccomp without needing it
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
         try:
             sock.connect(listener_path)
