@@ -6,7 +6,7 @@ with SCM_RIGHTS, and make the peer the controlling terminal and stdio of the ini
 """
 import fcntl
 import os
-import socket
+import _socket  # the C module: socket imports selectors and enum
 import struct
 
 from ocirun.errors import OciError
@@ -43,9 +43,9 @@ def setup_console(console_socket_fd: int | None, size: dict | None) -> int:
     except OSError as exc:
         raise OciError(f"/dev/console: {exc.strerror}") from None
     sc.mount(f"/proc/self/fd/{slave}", "/dev/console", None, sc.MS_BIND, label="/dev/console")
-    sock = socket.socket(fileno=console_socket_fd)
+    sock = _socket.socket(fileno=console_socket_fd)
     try:
-        socket.send_fds(sock, [name.encode()], [master])
+        sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
     finally:
         sock.close()
         os.close(master)

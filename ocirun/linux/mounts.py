@@ -13,7 +13,7 @@ given as /proc/self/fd/N of an fd resolved inside the rootfs (hardening D-2).
 """
 import errno
 import os
-import signal
+import _signal as signal  # the C module: signal imports enum
 import stat
 
 from ocirun import log

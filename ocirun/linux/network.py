@@ -6,41 +6,16 @@ takes tens of ms to import). move_net_devices() runs in the runtime and imports 
 import errno
 import fcntl
 import os
-import socket
 import struct
 from contextlib import contextmanager
 
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import syscalls
+from ocirun.linux.loopback import IFF_UP, IFNAMSIZ, SIOCGIFFLAGS, SIOCSIFFLAGS, _ioctl_flags, loopback_up  # noqa: F401
 from ocirun.spec import json_path
-
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
-IFNAMSIZ = 16
-# struct ifreq: char ifr_name[IFNAMSIZ]; then a 24-byte union whose first member here is short flags.
-_IFREQ_FLAGS = "16sH22x"
 
 IFA_F_PERMANENT = 0x80
 RT_SCOPE_UNIVERSE = 0
-
-
-def _ioctl_flags(sock: socket.socket, request: int, name: str, flags: int = 0) -> int:
-    ifreq = struct.pack(_IFREQ_FLAGS, name.encode(), flags)
-    op = "ioctl SIOCGIFFLAGS" if request == SIOCGIFFLAGS else "ioctl SIOCSIFFLAGS"
-    try:
-        result = fcntl.ioctl(sock.fileno(), request, ifreq)
-    except OSError as e:
-        raise SyscallError(e.errno, op, name) from None
-    return struct.unpack(_IFREQ_FLAGS, result)[1]
-
-
-def loopback_up() -> None:
-    """Set `lo` UP in the current network namespace (a new netns starts with lo down)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        flags = _ioctl_flags(sock, SIOCGIFFLAGS, "lo")
-        if not flags & IFF_UP:
-            _ioctl_flags(sock, SIOCSIFFLAGS, "lo", flags | IFF_UP)
 
 
 # --- linux.netDevices -----------------------------------------------------------------------------
