@@ -1,6 +1,6 @@
 """The parent side of `create`: validate, record, spawn the init, drive it to `created`, or roll back.
 
-Every side effect registers its undo on an ExitStack; any failure unwinds them all, so a failed
+Every side effect registers its undo on a Rollback; any failure unwinds them all, so a failed
 create leaves no process, cgroup, fifo or state directory behind.
 """
 import _socket  # not the socket module: it imports selectors and enum (~4 ms a create)

@@ -35,18 +35,22 @@ class V1Manager(Manager):
 
     def create(self) -> None:
         for key, d in self.dirs.items():
-            created = fs.mkdirs(d)
+            fs.mkdirs(d)
             if "cpuset" in key.split(","):
-                # a new cpuset cgroup starts with empty cpus/mems, and then refuses every task (ENOSPC)
-                for level in created:
-                    self._copy_cpuset(level)
+                # a new cpuset cgroup starts with empty cpus/mems, and then refuses every task
+                # (ENOSPC). Every level is checked, not only those made here: a concurrent create may
+                # have made the shared parent a moment ago and not filled it in yet.
+                self._fill_cpuset(d)
 
-    @staticmethod
-    def _copy_cpuset(level: str) -> None:
+    @classmethod
+    def _fill_cpuset(cls, level: str) -> None:
+        """Give `level` its parent's cpus and mems where it has none, filling empty parents first."""
         parent = os.path.dirname(level)
         for name in ("cpuset.cpus", "cpuset.mems"):
             if fs.read(os.path.join(level, name)):
                 continue
+            if not fs.read(os.path.join(parent, name)) and os.path.exists(os.path.join(os.path.dirname(parent), name)):
+                cls._fill_cpuset(parent)
             fs.write_checked(os.path.join(level, name), fs.read(os.path.join(parent, name)) or "\n", "cpuset")
 
     def add(self, pid: int) -> None:
