@@ -21,12 +21,13 @@ Exit status: the process's (128+N for a signal) in the foreground, 0 with --deta
 exec itself fails (runc's code; podman and docker read "no such file or directory" and
 "permission denied" in the message).
 """
-import json
+import _socket  # not socket (selectors, enum) nor json (re, enum): ~8 ms of each exec
 import marshal
 import os
-import socket
+import struct
 import sys
 
+from ocirun import fastjson
 from ocirun import state as st
 from ocirun.cliparse import UsageError, parse
 from ocirun.errors import InvalidState, OciError
@@ -106,7 +107,7 @@ def _exec(g, argv: list[str]) -> int:
         os.close(pidfd)
 
 
-def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: socket.socket):
+def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _socket.socket):
     state = st.load(g.root, cid)
     status = state.status
     if status == st.STOPPED:
@@ -140,20 +141,21 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: so
     try:
         if tty:
             if opts["console-socket"]:
-                csock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                csock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 try:
                     csock.connect(opts["console-socket"])
                 except OSError as exc:
                     csock.close()
                     raise OciError(f"--console-socket {opts['console-socket']}: connect: {exc.strerror}") from None
             else:
-                console_parent, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                console_parent, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             send_fds.append(csock.detach())
         plan = {"type": "exec", "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve}
         if host_console is not None:
             # our own terminal: the pty is set up as ttyproxy.prepare() does, before the program runs
             plan["foreground_tty"] = {"size": ttyproxy.host_size(host_console)}
-        socket.send_fds(sync, [marshal.dumps(plan)], send_fds)
+        rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(send_fds)}i", *send_fds))] if send_fds else []
+        sync.sendmsg([marshal.dumps(plan)], rights)
     finally:
         for fd in send_fds:
             os.close(fd)
@@ -173,7 +175,7 @@ def build_process(config: dict, opts: dict, args: list[str]) -> dict:
     if opts["process"]:
         try:
             with open(opts["process"]) as f:
-                process = json.load(f)
+                process = fastjson.loads(f.read())
         except OSError as exc:
             raise OciError(f"--process {opts['process']}: open: {exc.strerror.lower()}") from None
         except ValueError as exc:
@@ -186,7 +188,7 @@ def build_process(config: dict, opts: dict, args: list[str]) -> dict:
         if args:
             process["args"] = args
     else:
-        process = json.loads(json.dumps(base))      # a deep copy
+        process = fastjson.loads(fastjson.dumps(base))      # a deep copy
         process["args"] = args
         process["terminal"] = False
     if opts["tty"]:
@@ -285,12 +287,12 @@ def _is_open(fd: int) -> bool:
         return False
 
 
-def spawn_helper(preserve_fds: int, passed: list[int]) -> tuple[socket.socket, int]:
+def spawn_helper(preserve_fds: int, passed: list[int]) -> tuple[_socket.socket, int]:
     """fexecve a sealed interpreter running ocirun.exec_init; it gets stdio, the preserved fds
     (`passed`: those of 3..3+N-1 the caller had open) and the sync socket (moved above them)."""
     from ocirun.linux import syscalls as sc
     from ocirun.linux.sealed import open_sealed_executable
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     import fcntl
     sync_fd = fcntl.fcntl(child_sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
     child_sock.close()
@@ -319,7 +321,7 @@ def spawn_helper(preserve_fds: int, passed: list[int]) -> tuple[socket.socket, i
     return parent_sock, pid
 
 
-def drive_helper(sync: socket.socket, helper: int, state: st.State, config: dict) -> int:
+def drive_helper(sync: _socket.socket, helper: int, state: st.State, config: dict) -> int:
     """Answer the helper until the process has exec'd (EOF with no error); returns its host pid."""
     pid = 0
     error = None
