@@ -389,6 +389,21 @@ def _os_call(func, *args, op: str, detail: str):
 
 def _chdir(cwd: str) -> None:
     _os_call(os.chdir, cwd, op="chdir to cwd", detail=f'("{cwd}") set in config.json failed')
+    verify_cwd(cwd)
+
+
+def verify_cwd(cwd: str) -> None:
+    """D-7 (CVE-2024-21626): after the chdir the working directory must be inside the container's
+    root. A directory reached through a leaked fd outside it reads back as "(unreachable)...", which
+    os.getcwd() reports as FileNotFoundError."""
+    try:
+        now = os.getcwd()
+    except FileNotFoundError:
+        now = ""
+    except OSError:
+        return  # getcwd itself refused (a seccomp profile may deny it): nothing to verify with
+    if not now.startswith("/"):
+        raise ConfigError("process.cwd", f"{cwd!r} is outside the container's root filesystem")
 
 
 # --- no_new_privs, seccomp -----------------------------------------------------------------------

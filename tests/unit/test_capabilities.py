@@ -75,3 +75,30 @@ def test_caps_from_mask():
     assert caps.caps_from_mask((1 << 0) | (1 << 21) | (1 << 40)) == ["CAP_CHOWN", "CAP_SYS_ADMIN",
                                                                       "CAP_CHECKPOINT_RESTORE"]
     assert caps.caps_from_mask(1 << 45) == ["CAP_45"]
+
+
+def test_a_working_directory_outside_the_root_is_refused(tmp_path):
+    """D-7: in a child whose root is moved away from its cwd, getcwd() is "(unreachable)"."""
+    import os
+    from ocirun import security
+    from ocirun.errors import ConfigError
+    security.verify_cwd(os.getcwd())        # an ordinary cwd passes
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(tmp_path)
+            inner = tmp_path / "root"
+            inner.mkdir()
+            os.chroot(inner)                 # cwd now lies outside the root
+            try:
+                security.verify_cwd(str(tmp_path))
+                os.write(w, b"accepted")
+            except ConfigError as exc:
+                os.write(w, str(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    out = os.read(r, 4096).decode()
+    assert "outside the container's root filesystem" in out, out
