@@ -75,10 +75,12 @@ def validate_capabilities(caps: dict | None, path: str = "process.capabilities")
     inh_and_perm = set(caps.get("inheritable") or ()) & set(caps.get("permitted") or ())
     # One line for all of them: runc's default spec lists ambient capabilities without inheritable
     # ones, so this is said about most containers.
+    # Said at debug level, not as a warning: runc's own default spec (`ocirun spec`) asks for this.
     idle = [name for name in caps.get("ambient") or () if name not in inh_and_perm]
     if idle:
-        warnings.append(f"{path}.ambient: {', '.join(idle)} not in both inheritable and permitted, "
-                        "so not raised (the kernel allows no other ambient capability)")
+        from ocirun import log
+        log.debug(f"{path}.ambient: {', '.join(idle)} not in both inheritable and permitted, "
+                  "so not raised (the kernel allows no other ambient capability)")
     return warnings
 
 
