@@ -164,17 +164,25 @@ def _mask_dir(target: int, path: str, mount_label: str | None) -> None:
         os.close(mnt)
 
 
+def _open_existing(root_fd: int, path: str, where: str) -> int | None:
+    """An O_PATH fd of `path` resolved inside the root, or None when it does not exist (masked and
+    read-only paths that are absent are skipped, as runc does); other failures name `where`."""
+    try:
+        return safepath.open_in_root(root_fd, path)
+    except SyscallError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+
+
 def mask_paths(root_fd: int, paths: list[str], mount_label: str | None = None) -> None:
     devnull = -1
     try:
         for i, path in enumerate(paths):
             where = f"linux.maskedPaths[{i}] ({path})"
-            try:
-                target = safepath.open_in_root(root_fd, path)
-            except SyscallError as e:
-                if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                    continue  # nothing to hide
-                raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+            target = _open_existing(root_fd, path, where)
+            if target is None:
+                continue  # nothing to hide
             try:
                 if stat.S_ISDIR(os.fstat(target).st_mode):
                     _mask_dir(target, path, mount_label)
@@ -200,12 +208,9 @@ def readonly_paths(root_fd: int, paths: list[str]) -> None:
     sets MOUNT_ATTR_RDONLY), and submounts become read-only too."""
     for i, path in enumerate(paths):
         where = f"linux.readonlyPaths[{i}] ({path})"
-        try:
-            target = safepath.open_in_root(root_fd, path)
-        except SyscallError as e:
-            if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                continue
-            raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+        target = _open_existing(root_fd, path, where)
+        if target is None:
+            continue
         try:
             tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE | sc.AT_EMPTY_PATH, label=path)
             try:
