@@ -30,7 +30,9 @@ fi
 # site (its .pth files cost ~5 ms on every command) and pip's wrapper imports re; site-packages is
 # appended to sys.path instead, so jsonschema, prctl and pyroute2 are still found when needed.
 purelib=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-launcher=$(mktemp /usr/local/bin/.ocirun.XXXXXX)
+# OCIRUN_LAUNCHER picks another path (a second checkout, e.g. a git worktree, keeps its own).
+target=${OCIRUN_LAUNCHER:-/usr/local/bin/ocirun}
+launcher=$(mktemp "$(dirname "$target")/.ocirun.XXXXXX")
 cat > "$launcher" <<LAUNCHER
 #!$PWD/.venv/bin/python -ISB
 import sys
@@ -40,5 +42,5 @@ from ocirun.cli import main
 main()
 LAUNCHER
 chmod 755 "$launcher"
-mv -f "$launcher" /usr/local/bin/ocirun
-echo "setup: ok ($(/usr/local/bin/ocirun --version | head -1))"
+mv -f "$launcher" "$target"
+echo "setup: ok ($("$target" --version | head -1), $target)"
