@@ -25,7 +25,7 @@ import termios
 
 from ocirun import security
 from ocirun.errors import OciError
-from ocirun.procexec import describe, env_dict, resolve_executable, seal_imports  # noqa: F401
+from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports  # noqa: F401
 from ocirun.linux import console
 from ocirun.linux import syscalls as sc
 
@@ -135,6 +135,10 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
         foreground = plan.get("foreground_tty")
         size = process.get("consoleSize") or (foreground or {}).get("size")
         setup_terminal(console_sock, size, clear_onlcr=foreground is not None)
+    # stdio and the preserved fds 3..3+N-1 cross the execve; everything else (the sync socket
+    # included, whose closing tells the parent that execve succeeded) is close-on-exec. Marked
+    # before the seccomp filter, which may deny close_range; later fds are O_CLOEXEC anyway.
+    close_fds_at_exec(3 + int(plan.get("preserve_fds") or 0))
     outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter)
     path = resolve_executable(process)
     if outcome.notify_fd is not None:
@@ -144,9 +148,6 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
         os.close(outcome.notify_fd)
     security.apply_final_cpu_affinity(process)
     security.reset_signals()
-    # stdio and the preserved fds 3..3+N-1 cross the execve; everything else (the sync socket
-    # included, whose closing tells the parent that execve succeeded) is close-on-exec
-    sc.close_range(3 + int(plan.get("preserve_fds") or 0), 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
     if outcome.seccomp_pending:
         security.load_seccomp_late(seccomp_filter)
     os.execve(path, process["args"], env_dict(process.get("env") or []))

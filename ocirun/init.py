@@ -19,7 +19,7 @@ import sys
 from ocirun import hooks, log, protocol, security
 from ocirun.errors import OciError
 from ocirun.initctx import InitContext
-from ocirun.procexec import describe, env_dict, resolve_executable, seal_imports
+from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports
 from ocirun.linux import capabilities, console, loopback, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
@@ -121,6 +121,10 @@ class Init:
         self.write_sysctl(linux.get("sysctl") or {})
         make_cwd(process.get("cwd"))    # as runc: inside the new root, before root.readonly
         rootfs.finalize_rootfs(ctx)
+        # every fd past stdio and the preserved ones closes at execve (the fifo's too, opened
+        # O_CLOEXEC later, which is what tells `start` the program runs); marked now, before the
+        # seccomp filter, which may deny close_range
+        close_fds_at_exec(3 + int(self.boot.get("preserve_fds", 0)))
         outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter)
         path = resolve_executable(process)
         ready = {"type": "ready"}
@@ -140,9 +144,6 @@ class Init:
         try:
             hooks.run_hooks("startContainer", all_hooks.get("startContainer"), dict(state, status="running"))
             security.reset_signals()
-            # every fd past stdio and the preserved ones closes at execve (the fifo's too, which
-            # is what tells `start` the program runs)
-            sc.close_range(3 + int(self.boot.get("preserve_fds", 0)), 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
             # process.execCPUAffinity: "not applicable to the container's init process" (config.md)
             if outcome.seccomp_pending:
                 security.load_seccomp_late(seccomp_filter)

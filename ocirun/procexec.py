@@ -6,6 +6,7 @@ import os
 import sys
 
 from ocirun.errors import OciError, describe_oserror
+from ocirun.linux import syscalls as sc
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -43,6 +44,15 @@ def resolve_executable(process: dict) -> str:
     if "/" in name:
         raise OciError(f'exec: "{name}": stat {name}: no such file or directory')
     raise OciError(f'exec: "{name}": executable file not found in $PATH: no such file or directory')
+
+
+def close_fds_at_exec(first: int) -> None:
+    """Every fd from `first` up closes at execve (stdio and the preserved fds stay below `first`).
+
+    Called before the seccomp filter is loaded: a profile may deny close_range (runtime-tools'
+    default one does), and after the filter nothing the runtime does may depend on a syscall the
+    profile might deny. Fds opened later are close-on-exec already (Python's default, O_CLOEXEC)."""
+    sc.close_range(first, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
 
 
 def seal_imports() -> None:

@@ -400,3 +400,32 @@ def test_lsm_label_is_written_through_a_checked_procfs(monkeypatch):
 
     out = _in_child(fake_proc)
     assert "not a procfs" in out.get("error", ""), out
+
+
+# A profile that denies close_range (runtime-tools' default one does not list it) must not stop the
+# runtime's own last steps: fds are marked close-on-exec before the filter is loaded.
+CLOSE_RANGE_DENIED = {
+    "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+    "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM}]}
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_a_profile_denying_close_range_still_starts_the_container(ocirun, nnp):
+    config = base_config(["sh", "-c", "ls /proc/self/fd | tr '\\n' ' '"])
+    config["process"]["noNewPrivileges"] = nnp
+    config["linux"]["seccomp"] = CLOSE_RANGE_DENIED
+    proc = ocirun.run_output(config)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "1", "2", "3"]   # stdio and ls's own directory fd only
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_a_profile_denying_close_range_still_lets_exec_run(ocirun, nnp):
+    config = base_config(["sleep", "100"])
+    config["process"]["noNewPrivileges"] = nnp
+    config["linux"]["seccomp"] = CLOSE_RANGE_DENIED
+    bundle = ocirun.bundle(config)
+    ocirun("run", "-d", "-b", bundle, "c1", check=True)
+    proc = ocirun("exec", "c1", "sh", "-c", "ls /proc/self/fd | tr '\\n' ' '")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "1", "2", "3"]
