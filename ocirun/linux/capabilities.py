@@ -1,7 +1,9 @@
 """Linux capabilities: the name table, validation of process.capabilities, and applying the sets.
 
-Policy (decided like runc, and as the spec's "SHOULD NOT fail" asks for what the kernel cannot grant):
-- a name that is not a Linux capability at all is a ConfigError naming the list element;
+Policy (config.md: a capability that cannot be mapped or granted MUST be logged as a warning and
+the runtime SHOULD NOT fail; runc 1.2 does the same):
+- a name that is not a Linux capability at all is warned about, naming the list element, and
+  skipped (a name that is not a string is still a ConfigError: the config is malformed);
 - a real capability the running kernel does not know (number > /proc/sys/kernel/cap_last_cap) is
   reported as a warning by validate_capabilities() and skipped when applying;
 - an ambient capability that is not in both inheritable and permitted cannot be raised (the kernel
@@ -49,7 +51,8 @@ def kernel_last_cap() -> int:
 
 
 def validate_capabilities(caps: dict | None, path: str = "process.capabilities") -> list[str]:
-    """Check every name; raise ConfigError for unknown ones, return warnings for what is skipped."""
+    """Check every name; return warnings for what is skipped (unknown names, capabilities the
+    kernel lacks); raise ConfigError for a malformed object."""
     if caps is None:
         return []
     if not isinstance(caps, dict):
@@ -66,9 +69,12 @@ def validate_capabilities(caps: dict | None, path: str = "process.capabilities")
         if not isinstance(names, list):
             raise ConfigError(f"{path}.{set_name}", "must be an array of capability names")
         for i, name in enumerate(names):
-            number = CAP_NUMBERS.get(name) if isinstance(name, str) else None
+            if not isinstance(name, str):
+                raise ConfigError(f"{path}.{set_name}[{i}]", f"must be a capability name, got {name!r}")
+            number = CAP_NUMBERS.get(name)
             if number is None:
-                raise ConfigError(f"{path}.{set_name}[{i}]", f"unknown capability {_quote(name)}")
+                warnings.append(f"{path}.{set_name}[{i}]: unknown capability {_quote(name)}, ignored")
+                continue
             if number > last:
                 warnings.append(f"{path}.{set_name}[{i}]: capability {name} is not supported by the "
                                 f"running kernel (cap_last_cap {last}), ignored")
@@ -89,9 +95,10 @@ def _quote(value) -> str:
 
 
 def cap_numbers(names) -> set[int]:
-    """Numbers of the (already validated) names that the running kernel knows."""
+    """Numbers of the (already validated) names that the running kernel knows; unknown names
+    (warned about by validate_capabilities) are skipped."""
     last = kernel_last_cap()
-    return {CAP_NUMBERS[n] for n in names or () if CAP_NUMBERS[n] <= last}
+    return {CAP_NUMBERS[n] for n in names or () if CAP_NUMBERS.get(n, last + 1) <= last}
 
 
 def load_prctl():
