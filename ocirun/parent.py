@@ -89,10 +89,13 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         if not any(n.get("type") == "mount" and not n.get("path")
                    for n in (config.get("linux") or {}).get("namespaces") or []):
             raise ConfigError("linux.namespaces", "a new mount namespace is required")
+        # Private, as runc's root (0700): state.json holds the container's environment (tokens,
+        # passwords). The container dir is 0700 too (runc: 0711), so that a root made by someone
+        # else with a wider mode still hides it; the init reaches the fifo through an fd, not a path.
         os.makedirs(root, 0o700, exist_ok=True)
         cdir = os.path.join(root, cid)
         try:
-            os.mkdir(cdir, 0o711)
+            os.mkdir(cdir, 0o700)
         except FileExistsError:
             raise ContainerExists(cid) from None
         undo.callback(_remove_dir, cdir)

@@ -144,6 +144,8 @@ def validate_schema_cached(raw: bytes, doc: dict, cache_dir: str) -> None:
         return
     validate_schema(doc)
     try:
+        # the root first, so that it is made 0700 (makedirs gives the levels above the last 0755)
+        os.makedirs(os.path.dirname(cache_dir), 0o700, exist_ok=True)
         os.makedirs(cache_dir, 0o700, exist_ok=True)
         entries = os.listdir(cache_dir)
         if len(entries) >= CACHE_LIMIT:   # bounded: managers make a new config per container

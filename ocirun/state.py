@@ -130,9 +130,21 @@ class State:
     # --- persistence ---------------------------------------------------------------------------
     def save(self) -> None:
         tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
-        with open(tmp, "w") as f:
-            f.write(fastjson.dumps(self.data))
+        write_private(tmp, fastjson.dumps(self.data).encode())
         os.replace(tmp, os.path.join(self.dir, STATE_FILE))
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write a file only root can read (0600, as runc's state.json): it holds the container's
+    environment. A file left by an older version with a wider mode is narrowed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def load(root: str, cid: str) -> State:
