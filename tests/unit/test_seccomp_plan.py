@@ -198,7 +198,7 @@ def test_validate_process_accepts_a_full_config():
     ({"rlimits": [{"type": "RLIMIT_CORE", "soft": 2, "hard": 1}]}, None, "process.rlimits[0]"),
     ({"rlimits": [{"type": "RLIMIT_CORE", "soft": -1, "hard": 1}]}, None, "process.rlimits[0].soft"),
     ({"oomScoreAdj": 1001}, None, "process.oomScoreAdj"),
-    ({"capabilities": {"ambient": ["CAP_NOPE"]}}, None, "process.capabilities.ambient[0]"),
+    ({"capabilities": {"ambient": [7]}}, None, "process.capabilities.ambient[0]"),
     ({"ioPriority": {"class": "IOPRIO_CLASS_NONE", "priority": 1}}, None, "process.ioPriority.class"),
     ({"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 8}}, None, "process.ioPriority.priority"),
     ({"scheduler": {"policy": "SCHED_FAST"}}, None, "process.scheduler.policy"),
