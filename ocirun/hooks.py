@@ -4,7 +4,8 @@ Hooks are run with fork + execve rather than subprocess: the container's init ru
 hooks after pivot_root, where no module may be imported any more (and subprocess costs ~15 ms).
 
 Decision (runc compatible): a hook without "env" inherits the runtime's environment; "env": [] gives
-an empty one. The working directory is the bundle for runtime-namespace hooks, as runc does.
+an empty one. The working directory is the bundle for runtime-namespace hooks and the rootfs for
+createContainer hooks, as runc does.
 Output of a hook (stdout and stderr) is captured and quoted in the error when it fails.
 """
 import os

@@ -113,7 +113,8 @@ class Init:
         host_pid = self.request({"type": "hooks"})["pid"]
         state = dict(self.boot["state"], pid=host_pid)
         all_hooks = config.get("hooks") or {}
-        hooks.run_hooks("createContainer", all_hooks.get("createContainer"), state)
+        # as runc: createContainer hooks start in the container's rootfs (before pivot_root)
+        hooks.run_hooks("createContainer", all_hooks.get("createContainer"), state, cwd=ctx.rootfs)
         seal_imports()
         rootfs.enter_rootfs(ctx)
         if process.get("terminal"):

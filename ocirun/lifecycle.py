@@ -93,7 +93,10 @@ def start(root: str, cid: str) -> st.State:
             all_hooks = state.config.get("hooks") or {}
             if all_hooks.get("poststart"):
                 from ocirun import hooks
-                hooks.run_hooks("poststart", all_hooks["poststart"], state.oci_state(), cwd=state.bundle)
+                # runtime.md: poststart sees "running" and the container's pid, even when the
+                # program has already exited by now (its status would be derived as "stopped")
+                hook_state = dict(state.oci_state(), status=st.RUNNING, pid=state.pid)
+                hooks.run_hooks("poststart", all_hooks["poststart"], hook_state, cwd=state.bundle)
         except HookError:
             # runtime.md steps 7 and 9: a failing startContainer or poststart hook is an error that
             # stops the container and continues at step 12: destroy it, then the poststop hooks.

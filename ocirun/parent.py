@@ -189,7 +189,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
     boot = {"type": "bootstrap", "config": config, "bundle": opts.bundle, "rootfs": rootfs,
             "no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds, "debug": log.is_debug(),
             "new_keyring": opts.new_keyring,
-            "state": {"ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATING,
+            "state": {"ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATED,
                       "bundle": opts.bundle, **({"annotations": config["annotations"]} if config.get("annotations") else {})}}
     protocol.send(parent_sock, boot, send_fds)
     while True:
@@ -265,7 +265,9 @@ def _run_runtime_hooks(config, state, pid, sock) -> None:
             from ocirun.linux.network import move_net_devices
             move_net_devices(linux["netDevices"], pid)
         all_hooks = config.get("hooks") or {}
-        hook_state = dict(state.oci_state(), status=st.CREATING, pid=pid)
+        # runtime.md: the container is "created" once its environment exists (step 2); prestart,
+        # createRuntime and createContainer all see that status (and the host's view of its pid).
+        hook_state = dict(state.oci_state(), status=st.CREATED, pid=pid)
         for kind in ("prestart", "createRuntime"):
             if all_hooks.get(kind):
                 from ocirun import hooks

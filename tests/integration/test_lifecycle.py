@@ -173,9 +173,11 @@ def test_hooks_run_at_their_points_with_the_state_on_stdin(ocirun):
     bundle = ocirun.bundle(config)
     ocirun("create", "-b", bundle, "c1", check=True)
     lines = open(log).read().splitlines()
-    assert [line.split()[:2] for line in lines] == [["prestart", "creating"], ["createRuntime", "creating"]]
+    # runtime.md: "created" from prestart through createContainer (created = after step 2)
+    assert [line.split()[:2] for line in lines] == [["prestart", "created"], ["createRuntime", "created"]]
     created = json.load(open(os.path.join(share, "createContainer.json")))
     assert created["id"] == "c1" and created["pid"] == ocirun.state("c1")["pid"]  # the host's view
+    assert created["status"] == "created"
     assert open(os.path.join(share, "uts")).read().strip() != os.readlink("/proc/self/ns/uts")
     ocirun("start", "c1", check=True)
     assert json.load(open(os.path.join(ocirun.tmp, "share", "startContainer.json")))["id"] == "c1"
@@ -185,6 +187,38 @@ def test_hooks_run_at_their_points_with_the_state_on_stdin(ocirun):
     wait_status(ocirun, "c1", "stopped")
     ocirun("delete", "c1", check=True)
     assert open(log).read().splitlines()[-1].split()[:2] == ["poststop", "stopped"]
+
+
+def test_poststart_sees_running_and_the_pid_even_when_the_program_already_exited(ocirun):
+    # runtime-tools' hooks_stdin: the program is `true`, which has usually exited by the time
+    # poststart runs; the hook must still get "running" and the container's pid (runtime.md).
+    config = base_config(["true"])
+    out = os.path.join(ocirun.tmp, "out")
+    os.makedirs(out)
+    config["hooks"] = {k: [{"path": "/bin/sh", "args": ["sh", "-c", f"sleep 0.2; cat > {out}/{k}"]}]
+                       for k in ("prestart", "poststart", "poststop")}
+    ocirun("create", "-b", ocirun.bundle(config), "c1", check=True)
+    pid = ocirun.state("c1")["pid"]
+    ocirun("start", "c1", check=True)
+    wait_status(ocirun, "c1", "stopped")
+    ocirun("delete", "c1", check=True)
+    got = {k: json.load(open(os.path.join(out, k))) for k in ("prestart", "poststart", "poststop")}
+    assert (got["prestart"]["status"], got["prestart"]["pid"]) == ("created", pid)
+    assert (got["poststart"]["status"], got["poststart"]["pid"]) == ("running", pid)
+    assert got["poststop"]["status"] == "stopped"
+
+
+def test_create_container_hooks_run_in_the_rootfs(ocirun):
+    # runc runs createContainer hooks with the container's rootfs (before pivot_root) as cwd
+    config = base_config(["true"])
+    os.makedirs(os.path.join(ocirun.tmp, "share"))
+    share = os.path.join(ocirun.tmp, "share")
+    config["mounts"].append({"destination": "/share", "type": "bind", "source": share, "options": ["rbind"]})
+    config["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"pwd -P > {share}/cwd; ls > {share}/ls"]}]}
+    bundle = ocirun.bundle(config)
+    ocirun("create", "-b", bundle, "c1", check=True)
+    assert open(os.path.join(share, "cwd")).read().strip() == os.path.realpath(os.path.join(bundle, "rootfs"))
+    assert "share" in open(os.path.join(share, "ls")).read().split()    # the container's view: its mounts
 
 
 def test_a_failing_create_runtime_hook_fails_create_leaves_nothing_and_runs_poststop(ocirun):
