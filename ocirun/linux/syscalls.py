@@ -263,6 +263,12 @@ def fstatfs_type(fd: int) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+def syncfs(fd: int) -> None:
+    """syncfs(2): flush the filesystem holding fd (an unpacked layer is durable before it is renamed
+    into the store, so a crash never leaves a visible layer with missing data)."""
+    _call(_libc.syncfs, ctypes.c_int(fd), op="syncfs", detail=f"fd {fd}")
+
+
 def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
     return _raw("fsopen", _fsdecode(fstype), ctypes.c_uint(flags), detail=fstype)
 
