@@ -6,7 +6,7 @@ import os
 import sys
 
 from ocirun import log
-from ocirun.cliparse import UsageError, parse
+from ocirun.cliparse import HelpRequested, UsageError, parse
 from ocirun.errors import OciError, describe_oserror, go_style
 
 COMMANDS = {
@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         if opts["version"]:
             sys.stdout.write(version_text())
             sys.exit(0)
+        if rest[:1] == ["help"] and len(rest) > 1:    # `ocirun help create`, as runc
+            rest = [rest[1], "--help"]
         if opts["help"] or not rest or rest[0] == "help":
             sys.stdout.write(USAGE)
             sys.exit(0)
@@ -136,6 +138,10 @@ def dispatch(g: GlobalOptions, name: str, argv: list[str]) -> int:
         module_name, func_name = target.split(":")
         module = __import__(module_name, fromlist=[func_name])
         return getattr(module, func_name)(g, argv) or 0
+    except HelpRequested as exc:
+        from ocirun.cmdhelp import render
+        sys.stdout.write(render(name, exc.flags, exc.aliases))
+        return 0
     except OciError as exc:
         log.fatal(go_style(str(exc)))
         return getattr(exc, "exit_code", 1)

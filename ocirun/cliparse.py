@@ -12,6 +12,14 @@ class UsageError(OciError):
     pass
 
 
+class HelpRequested(Exception):
+    """--help / -h given to a command: cli.dispatch prints its help (ocirun/cmdhelp.py), exit 0."""
+
+    def __init__(self, flags: dict[str, str], aliases: dict[str, str]):
+        super().__init__("help requested")
+        self.flags, self.aliases = flags, aliases
+
+
 def parse(argv: list[str], flags: dict[str, str], aliases: dict[str, str] | None = None,
           *, stop_at_positional: int | None = None) -> tuple[dict, list[str]]:
     """Return ({canonical flag: value}, positionals).
@@ -40,6 +48,8 @@ def parse(argv: list[str], flags: dict[str, str], aliases: dict[str, str] | None
         name, eq, value = arg.lstrip("-").partition("=")
         name = aliases.get(name, name)
         kind = flags.get(name)
+        if kind is None and name in ("help", "h"):     # every runc command takes --help, -h
+            raise HelpRequested(flags, aliases)
         if kind is None:
             raise UsageError(f"flag provided but not defined: -{name}")
         if kind == "bool":

@@ -56,6 +56,9 @@ def exec_cmd(g, argv: list[str]) -> int:
     except OciError as exc:
         exc.exit_code = EXEC_FAILED     # runc: every failure of exec itself exits 255
         raise
+    except OSError as exc:
+        from ocirun.errors import describe_oserror
+        raise ExecError(describe_oserror(exc)) from None
 
 
 def _exec(g, argv: list[str]) -> int:
@@ -90,7 +93,12 @@ def _exec(g, argv: list[str]) -> int:
     tty = bool(config["process"].get("terminal"))
 
     if opts["pid-file"]:
-        st.write_pid_file(opts["pid-file"], pid)
+        try:
+            st.write_pid_file(opts["pid-file"], pid)
+        except OSError as exc:
+            # runc terminates the process it cannot account for, and exits 255
+            _kill_started(pid)
+            raise ExecError(f"--pid-file {opts['pid-file']}: {exc.strerror or exc}") from None
     if detach:
         return 0
     pidfd = os.pidfd_open(pid)
@@ -244,6 +252,12 @@ def check_process(process: dict) -> None:
     for i, item in enumerate(process.get("env") or []):
         if not isinstance(item, str) or "=" not in item or item.startswith("="):
             raise OciError(f"process.env[{i}]: invalid environment variable: {item!r}")
+    # unknown capability names (--cap, or process.json): warned about and skipped, as for create
+    # (config.md: MUST warn, SHOULD NOT fail); the helper checks the rest of the settings
+    from ocirun import log
+    from ocirun.linux.capabilities import validate_capabilities
+    for warning in validate_capabilities(process.get("capabilities")):
+        log.warning(warning)
 
 
 # --- namespaces ------------------------------------------------------------------------------------
@@ -384,6 +398,15 @@ def pass_seccomp_fd(state: st.State, config: dict, pid: int, target_fd: int) -> 
     except OSError as exc:
         return {"type": "error", "msg": f"linux.seccomp.listenerPath: {exc.strerror or exc}"}
     return {"type": "ack"}
+
+
+def _kill_started(pid: int) -> None:
+    """SIGKILL and reap an exec'd process (ours: re-parented to us, the subreaper, when not detached)."""
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    _reap(pid)
 
 
 def _reap(pid: int, block: bool = True) -> None:

@@ -282,6 +282,13 @@ def check_net_devices(config: dict, bundle: str) -> None:
         raise ConfigError("linux.netDevices", "needs a network namespace of the container's own")
 
 
+def check_intel_rdt(config: dict, bundle: str) -> None:
+    # Refused rather than ignored: the spec says the runtime MUST put the process in the resctrl
+    # group when it is set (runc too fails when resctrl is not available).
+    if _linux(config).get("intelRdt") is not None:
+        raise ConfigError("linux.intelRdt", "Intel RDT (resctrl) is not supported by ocirun")
+
+
 def check_paths_absolute(config: dict, bundle: str) -> None:
     linux = _linux(config)
     for field in ("maskedPaths", "readonlyPaths"):
@@ -307,6 +314,7 @@ CHECKS = [
     check_cgroups_path,
     check_time_offsets,
     check_net_devices,
+    check_intel_rdt,
     check_paths_absolute,
 ]
 

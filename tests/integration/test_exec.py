@@ -185,8 +185,10 @@ def test_cap_flag_adds_to_bounding_effective_and_permitted(box):
     for field in ("CapBnd", "CapEff", "CapPrm"):
         assert int(status_field(out, field), 16) == want, field
     assert int(status_field(out, "CapInh"), 16) == 0
-    proc = box.flags(["--cap", "CAP_NOPE"], ["true"])
-    assert proc.returncode == 255 and "CAP_NOPE" in proc.stderr
+    # an unknown name is a warning and skipped (config.md: MUST warn, SHOULD NOT fail), as for create
+    proc = box.flags(["--cap", "CAP_NOPE"], ["cat", "/proc/self/status"])
+    assert proc.returncode == 0 and "level=warning" in proc.stderr and "CAP_NOPE" in proc.stderr
+    assert int(status_field(proc.stdout, "CapBnd"), 16) == (1 << 29) | (1 << 5) | (1 << 10)
 
 
 def test_no_new_privs_flag(ocirun):
@@ -290,6 +292,20 @@ def test_detach_returns_once_started_and_writes_the_pid_file(box, tmp_path):
     assert open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0] == b"sleep"
     assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{box.pid}/ns/pid")
     os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_an_unwritable_pid_file_exits_255_and_kills_the_process(box, tmp_path, detach):
+    # runc: exec fails with 255 when it cannot write --pid-file, and terminates the process
+    pidfile = str(tmp_path / "no-such-dir" / "x.pid")
+    flags = ["--detach"] * detach + ["--pid-file", pidfile]
+    proc = box.flags(flags, ["sleep", "77"], input="")
+    assert proc.returncode == 255, proc.stderr
+    assert "--pid-file" in proc.stderr and "no such file or directory" in proc.stderr
+    deadline = time.monotonic() + 5
+    while "sleep 77" in box.out("ps", "-o", "args") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "sleep 77" not in box.out("ps", "-o", "args")
 
 
 def test_process_file_gives_the_process(box, tmp_path):

@@ -143,3 +143,50 @@ def test_fastjson_matches_the_json_package():
     for bad in ("{", '{"a": 1} x', ""):
         with pytest.raises(ValueError):
             fastjson.loads(bad)
+
+
+# --- --help / -h on every command ----------------------------------------------------------------
+
+HELP_COMMANDS = ["create", "start", "run", "state", "kill", "delete", "list", "exec", "pause", "resume",
+                 "update", "events", "ps", "spec", "features"]
+
+
+def _help_flags(text: str) -> set[str]:
+    """The long flag names in the OPTIONS section of a help text."""
+    options = text.split("OPTIONS:", 1)[1] if "OPTIONS:" in text else ""
+    return {word.rstrip(",") for line in options.splitlines() for word in line.split()[:1]
+            if word.startswith("--")}
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS)
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_command_answers_help_with_its_usage_and_runcs_flags(tmp_path, command, flag):
+    proc = subprocess.run([sys.executable, "-I", "-m", "ocirun", "--root", str(tmp_path), command, flag],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert f"ocirun {command} " in proc.stdout and "USAGE:" in proc.stdout
+    ours = _help_flags(proc.stdout)
+    assert "--help" in ours
+    # every flag runc 1.1.5 lists for the command is listed (and taken) by ours
+    runc = subprocess.run(["runc", command, "--help"], capture_output=True, text=True)
+    if runc.returncode == 0:
+        assert _help_flags(runc.stdout) - {"--help"} <= ours
+
+
+def test_help_lists_only_flags_the_parser_takes():
+    from ocirun.cmdhelp import render
+    from ocirun.execcmd import ALIASES, FLAGS
+    text = render("exec", FLAGS, ALIASES)
+    assert _help_flags(text) == {f"--{name}" for name in FLAGS} | {"--help"}
+    assert "--env value, -e value" in text and "--tty, -t " in text
+    with pytest.raises(OciError):       # a command's own argument after the id is not ours
+        parse(["--bogus"], FLAGS, ALIASES)
+
+
+def test_help_command_and_help_after_the_container_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-I", "-m", "ocirun", "help", "kill"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ocirun kill [command options]" in proc.stdout
+    # `exec ID cmd --help`: --help belongs to cmd, not to exec
+    opts, pos = parse(["c1", "sh", "--help"], {"tty": "bool"}, stop_at_positional=1)
+    assert pos == ["c1", "sh", "--help"]

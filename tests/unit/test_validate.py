@@ -356,6 +356,13 @@ def test_cgroups_path_ok(config, bundle, path):
     v.check_cgroups_path(config, bundle)
 
 
+def test_intel_rdt_is_refused(config, bundle):
+    v.check_intel_rdt(config, bundle)
+    config["linux"]["intelRdt"] = {"l3CacheSchema": "L3:0=ffff"}
+    assert error_of(v.check_intel_rdt, config, bundle) == \
+        "linux.intelRdt: Intel RDT (resctrl) is not supported by ocirun"
+
+
 def test_time_offsets_need_time_namespace(config, bundle):
     without_ns(config, "time")
     assert error_of(v.check_time_offsets, config, bundle) == \
