@@ -282,8 +282,9 @@ class MountRequest:
 
 def request(index: int, m: dict, bundle: str) -> MountRequest:
     dest = m.get("destination")
-    if not dest or not dest.startswith("/"):
-        raise ConfigError(f"mounts[{index}].destination", f"must be an absolute path, got {dest!r}")
+    if not dest:
+        raise ConfigError(f"mounts[{index}].destination", "must not be empty")
+    # a relative destination is relative to "/" (config.md; deprecated but allowed): clean() roots it
     o = parse_options(m.get("options") or [])
     fstype = m.get("type") or None
     if fstype == "bind":
@@ -368,10 +369,20 @@ def bind_mount(req: MountRequest, target_fd: int, in_userns: bool) -> None:
         os.close(tree)
 
 
+def readonly_later(req: MountRequest) -> bool:
+    """A read-only tmpfs, or /dev, is mounted read-write and made read-only by finalize_rootfs, as
+    runc does: /dev still gets its submounts, device nodes and links, a tmpfs the mountpoints of the
+    mounts below it."""
+    return (bool(req.options.flags & sc.MS_RDONLY) and not req.options.bind
+            and (req.fstype == "tmpfs" or req.destination == "/dev"))
+
+
 def fs_mount(req: MountRequest, target_fd: int, data: str | None) -> None:
     """mount(2) of a new filesystem instance onto the fd (proc, tmpfs, overlay, any type by name)."""
     o = req.options
     flags = o.flags & ~(sc.MS_BIND | sc.MS_REC)
+    if readonly_later(req):
+        flags &= ~sc.MS_RDONLY
     if o.idmap or o.ridmap or req.raw.get("uidMappings"):
         raise ConfigError(f"mounts[{req.index}].options", "idmap is only supported for bind mounts")
     source = req.source or req.fstype or "none"
@@ -525,10 +536,33 @@ def v1_mounts() -> list[tuple[str, str, set]]:
     return result
 
 
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in paths as octal escapes (\\040)."""
+    if "\\" not in field:
+        return field
+    return field.encode().decode("unicode_escape").encode("latin-1").decode()
+
+
+def full_proc_and_sysfs_mounts(outside: str) -> list[str]:
+    """Mountpoints of every procfs and sysfs mounted from its root ("full", as the host's /proc),
+    except those at or below `outside` (the rootfs)."""
+    inside = outside.rstrip("/") + "/"
+    result = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            mountpoint = _unescape(fields[4])
+            if (fields[sep + 1] in ("proc", "sysfs") and fields[3] == "/"
+                    and not (mountpoint + "/").startswith(inside)):
+                result.append(mountpoint)
+    return result
+
+
 def _cgroup_flags(req: MountRequest) -> int:
-    """nosuid,nodev,noexec always; read-only unless the config says rw (as runc's specconv)."""
-    ro = not (req.options.cleared & sc.MS_RDONLY)
-    return DEFAULT_CGROUP_FLAGS | (sc.MS_RDONLY if ro else 0)
+    """nosuid,nodev,noexec always; read-only only when the mount says `ro` (as runc, which passes
+    the mount's own flags on: a cgroup mount without `ro` is read-write)."""
+    return DEFAULT_CGROUP_FLAGS | (req.options.flags & sc.MS_RDONLY)
 
 
 def _bind_host_dir(source: str, target_fd: int, flags: int, label: str) -> None:

@@ -87,6 +87,7 @@ def prepare_rootfs(ctx) -> None:
     # a mount of its own, so pivot_root can use it and its submounts move along
     sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC)
     root_fd = safepath.open_root(ctx.rootfs)
+    ctx.extra["readonly_later"] = [r.destination for r in reqs if mounts.readonly_later(r)]
     try:
         for req in reqs:
             mounts.mount_one(req, root_fd, ctx)
@@ -100,6 +101,25 @@ def prepare_rootfs(ctx) -> None:
         os.close(root_fd)
 
 
+def hide_outside_proc_and_sysfs(rootfs: str) -> None:
+    """--no-pivot keeps the old root (the host's tree) in the mount namespace, under the new one. A
+    full procfs or sysfs there, the host's /proc, would let the container mount a fresh unmasked
+    procfs in a nested user namespace (the kernel allows it when one is already fully visible in the
+    namespace), so, as runc's msMoveRoot, each is detached, or covered by a tmpfs where it can not be
+    (a mount locked by a user namespace)."""
+    for mountpoint in mounts.full_proc_and_sysfs_mounts(outside=rootfs):
+        try:
+            sc.mount(None, mountpoint, None, sc.MS_SLAVE | sc.MS_REC, label=mountpoint)
+            sc.umount2(mountpoint, sc.MNT_DETACH)
+        except SyscallError as e:
+            if e.errno == errno.ENOENT:
+                continue    # under a mount detached just before
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            sc.mount("tmpfs", mountpoint, "tmpfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                     label=f"{mountpoint} (covering it)")
+
+
 def enter_rootfs(ctx) -> None:
     """pivot_root into the rootfs (or MS_MOVE + chroot with --no-pivot); cwd "/"."""
     if not ctx.new_mntns:
@@ -107,6 +127,7 @@ def enter_rootfs(ctx) -> None:
         os.chdir("/")
         return
     if ctx.no_pivot:
+        hide_outside_proc_and_sysfs(ctx.rootfs)
         os.chdir(ctx.rootfs)
         sc.mount(ctx.rootfs, "/", None, sc.MS_MOVE)
         os.chroot(".")
@@ -224,13 +245,25 @@ def readonly_paths(root_fd: int, paths: list[str]) -> None:
             os.close(target)
 
 
+def make_readonly_late(root_fd: int, destinations: list[str]) -> None:
+    """The read-only tmpfs and /dev mounts that were mounted read-write (mounts.readonly_later)."""
+    for dest in destinations:
+        fd = safepath.open_in_root(root_fd, dest)
+        try:
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH, sc.MOUNT_ATTR_RDONLY, label=f"{dest} (ro)")
+        finally:
+            os.close(fd)
+
+
 def finalize_rootfs(ctx) -> None:
-    """After pivot_root: linux.maskedPaths, linux.readonlyPaths, then root.readonly."""
+    """After pivot_root: the delayed `ro` of tmpfs and /dev mounts, linux.maskedPaths,
+    linux.readonlyPaths, then root.readonly."""
     linux = _linux(ctx)
     if not ctx.new_mntns:
         return  # nothing to do: prepare_rootfs refused every setting that would need it
     root_fd = os.open("/", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        make_readonly_late(root_fd, ctx.extra.get("readonly_later") or [])
         if linux.get("maskedPaths"):
             mask_paths(root_fd, linux["maskedPaths"], linux.get("mountLabel"))
         if linux.get("readonlyPaths"):

@@ -677,7 +677,7 @@ def cgroup_v1_host() -> bool:
 def test_cgroup_v1_mount(bundle, cgroupns):
     config = make_config()
     config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-                             "options": ["nosuid", "noexec", "nodev", "relatime"]})
+                             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
     r = run_container(bundle, config, "ls /sys/fs/cgroup; echo ===; cat /proc/self/mountinfo; "
                       "mkdir /sys/fs/cgroup/x 2>/dev/null && echo writable; true", cgroupns=cgroupns)
     assert r.ok, r

@@ -1,0 +1,104 @@
+"""Mounts in user-namespace containers, and the spec and runc behaviours of mounts that real configs
+expose (issue 9): relative destinations, cgroup v1 read-write, a read-only /dev, destinations through
+dangling symlinks, --no-pivot and the host's /proc, bind sources only host root can read, idmapped
+mounts. Real containers made by the CLI, checked from inside and from the host.
+"""
+import os
+import shutil
+
+import pytest
+
+from tests.conftest import base_config
+from tests.integration.test_rootfs_units import mountinfo_entries
+from tests.integration.test_userns import (HOST_BASE, cid, make_bundle, run_ok, share,  # noqa: F401 (fixtures)
+                                           userns_config, userns_rootfs)
+
+pytestmark = pytest.mark.root
+
+
+def run_fails(ocirun, rootfs, config, name="m1"):
+    proc = ocirun("run", "-b", make_bundle(ocirun, rootfs, config), cid(name))
+    assert proc.returncode != 0, proc.stdout
+    return proc.stderr
+
+
+def test_a_relative_destination_is_relative_to_the_root(ocirun, userns_rootfs):
+    config = userns_config(["cat", "/proc/self/mountinfo"])
+    config["mounts"].append({"destination": "tmp/rel", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]})
+    m = mountinfo_entries(run_ok(ocirun, userns_rootfs, config))
+    assert m["/tmp/rel"][1] == "tmpfs" and "size=1024k" in m["/tmp/rel"][2]
+
+
+def _cgroup_v1_host() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(" - cgroup " in line for line in f)
+
+
+@pytest.mark.skipif(not _cgroup_v1_host(), reason="needs cgroup v1 hierarchies")
+@pytest.mark.parametrize("ro", [False, True])
+def test_a_cgroup_v1_mount_is_read_only_only_when_it_says_ro(ocirun, userns_rootfs, ro):
+    config = userns_config(["cat", "/proc/self/mountinfo"])
+    config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                             "options": ["nosuid", "noexec", "nodev", "relatime"] + (["ro"] if ro else [])})
+    m = mountinfo_entries(run_ok(ocirun, userns_rootfs, config))
+    hierarchies = [p for p in m if p.startswith("/sys/fs/cgroup/") and m[p][1] == "cgroup"]
+    assert hierarchies
+    for point in ["/sys/fs/cgroup"] + hierarchies:
+        assert ("ro" if ro else "rw") in m[point][0], (point, m[point])
+
+
+def test_a_read_only_dev_is_made_read_only_after_its_submounts_and_devices(ocirun, userns_rootfs):
+    config = userns_config(["sh", "-c", "cat /proc/self/mountinfo; ls /dev; echo x > /dev/null && echo null-ok; "
+                                        "touch /dev/new 2>/dev/null || echo dev-ro; "
+                                        "touch /run/ro/sub/x && echo sub-rw; touch /run/ro/y 2>/dev/null || echo run-ro"])
+    for m in config["mounts"]:
+        if m["destination"] == "/dev":
+            m["options"].append("ro")
+    # a read-only tmpfs with a mount below it (its mountpoint is made before it turns read-only)
+    config["mounts"] += [{"destination": "/run/ro", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]},
+                         {"destination": "/run/ro/sub", "type": "tmpfs", "source": "tmpfs"}]
+    out = run_ok(ocirun, userns_rootfs, config)
+    m = mountinfo_entries(out)
+    assert "ro" in m["/dev"][0] and "ro" in m["/run/ro"][0]
+    assert m["/dev/pts"][1] == "devpts" and m["/dev/shm"][1] == "tmpfs"
+    words = out.split()
+    assert {"null", "zero", "ptmx", "pts", "shm", "stdin"} <= set(words)
+    assert words[-4:] == ["null-ok", "dev-ro", "sub-rw", "run-ro"]
+
+
+def test_a_destination_through_a_dangling_symlink_is_made_inside_the_rootfs(ocirun, userns_rootfs):
+    # /a -> /<missing>/dir: resolved as the container would, so the directories are made under the
+    # rootfs, never at the host's /<missing>
+    missing = f"ocirun-missing-{os.getpid()}"
+    link = os.path.join(userns_rootfs, "a")
+    os.symlink(f"/{missing}/dir", link)
+    try:
+        config = userns_config(["sh", "-c", "grep ' /a/x \\| /a/f ' /proc/self/mountinfo; "
+                                            f"grep -c ' /{missing}/dir/x ' /proc/self/mountinfo; ls /a/"])
+        config["mounts"] += [{"destination": "/a/x", "type": "tmpfs", "source": "tmpfs"},
+                             {"destination": "/a/f", "type": "bind", "source": "/etc/hostname", "options": ["bind"]}]
+        out = run_ok(ocirun, userns_rootfs, config)
+        assert not os.path.lexists(f"/{missing}")
+        assert os.path.isdir(os.path.join(userns_rootfs, missing, "dir", "x"))
+        assert os.path.isfile(os.path.join(userns_rootfs, missing, "dir", "f"))
+        assert out.split() == ["1", "f", "x"], out
+    finally:
+        os.unlink(link)
+        shutil.rmtree(os.path.join(userns_rootfs, missing), ignore_errors=True)
+        shutil.rmtree(f"/{missing}", ignore_errors=True)
+
+
+NESTED_PROC = ["unshare", "-mrpf", "sh", "-c", "mount -t proc none /proc && echo mounted-a-bare-proc"]
+
+
+@pytest.mark.parametrize("userns", [False, True])
+def test_no_pivot_leaves_no_full_host_proc_to_mount_a_bare_proc_from(ocirun, userns_rootfs, userns):
+    # runc's no_pivot.bats: with the host's /proc still in the mount namespace (under the moved root),
+    # the kernel lets a nested user namespace mount a fresh procfs without the container's masks
+    config = userns_config(NESTED_PROC) if userns else base_config(NESTED_PROC)
+    for caps in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][caps] += ["CAP_SETFCAP", "CAP_SYS_ADMIN"]
+    rootfs = userns_rootfs if userns else ocirun.rootfs
+    proc = ocirun("run", "--no-pivot", "-b", make_bundle(ocirun, rootfs, config), cid("np"))
+    assert "mounted-a-bare-proc" not in proc.stdout
+    assert proc.returncode == 1 and "permission denied" in proc.stderr, proc.stderr
