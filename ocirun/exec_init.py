@@ -139,13 +139,15 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
     # included, whose closing tells the parent that execve succeeded) is close-on-exec. Marked
     # before the seccomp filter, which may deny close_range; later fds are O_CLOEXEC anyway.
     close_fds_at_exec(3 + int(plan.get("preserve_fds") or 0))
-    outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter)
+    def hand_over_notify_fd(notify_fd: int) -> None:
+        # right after the load, before any syscall it may notify: the parent takes the listener
+        # fd with pidfd_getfd and hands it to the agent; only write(2) and read(2) on the sync
+        # socket (sendmsg may be a notified syscall)
+        request(sync, {"type": "seccomp_fd", "fd": notify_fd})
+        os.close(notify_fd)
+    outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter,
+                                              hand_over_notify_fd=hand_over_notify_fd)
     path = resolve_executable(process)
-    if outcome.notify_fd is not None:
-        # the parent takes the listener fd with pidfd_getfd and hands it to the agent; from here
-        # only write(2) and read(2) on the sync socket (sendmsg may be a notified syscall)
-        request(sync, {"type": "seccomp_fd", "fd": outcome.notify_fd})
-        os.close(outcome.notify_fd)
     security.apply_final_cpu_affinity(process)
     security.reset_signals()
     if outcome.seccomp_pending:

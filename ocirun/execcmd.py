@@ -339,6 +339,7 @@ def drive_helper(sync: _socket.socket, helper: int, state: st.State, config: dic
     """Answer the helper until the process has exec'd (EOF with no error); returns its host pid."""
     pid = 0
     error = None
+    early_notify_fd = None
     try:
         while True:
             data = sync.recv(1 << 16)
@@ -355,8 +356,14 @@ def drive_helper(sync: _socket.socket, helper: int, state: st.State, config: dic
                 pid = msg["pid"]
                 _reap(helper)
                 helper = 0
+                if early_notify_fd is not None:
+                    sync.send(marshal.dumps(pass_seccomp_fd(state, config, pid, early_notify_fd)))
+                    early_notify_fd = None
             elif kind == "seccomp_fd":
-                sync.send(marshal.dumps(pass_seccomp_fd(state, config, pid, msg["fd"])))
+                if pid:
+                    sync.send(marshal.dumps(pass_seccomp_fd(state, config, pid, msg["fd"])))
+                else:       # the process may write before the helper reported its pid
+                    early_notify_fd = msg["fd"]
             elif kind == "error":
                 error = msg.get("msg") or "exec failed"
                 break

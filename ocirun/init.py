@@ -126,20 +126,11 @@ class Init:
         # O_CLOEXEC later, which is what tells `start` the program runs); marked now, before the
         # seccomp filter, which may deny close_range
         close_fds_at_exec(3 + int(self.boot.get("preserve_fds", 0)))
-        outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter)
+        outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter,
+                                                  hand_over_notify_fd=self.hand_over_notify_fd)
         path = resolve_executable(process)
-        ready = {"type": "ready"}
-        if outcome.notify_fd is not None:
-            # The parent takes the notify fd with pidfd_getfd and sends it to the listener: this
-            # process may not call sendmsg any more (it may be a notified syscall), only write(2).
-            ready["seccomp_fd"] = outcome.notify_fd
         log.set_sink(None)  # from here on nothing may be sent but the ready message (seccomp)
-        os.write(self.sync.fileno(), protocol.encode(ready))
-        if outcome.notify_fd is not None:
-            reply, _ = protocol.recv_with_read(self.sync)
-            if not reply or reply.get("type") != "ack":
-                raise OciError((reply or {}).get("msg", "parent failed to pass the seccomp notify fd"))
-            os.close(outcome.notify_fd)     # the agent has it now; keep no listener in the container
+        os.write(self.sync.fileno(), protocol.encode({"type": "ready"}))
         self.sync.close()
         fifo = self.wait_for_start()
         try:
@@ -155,6 +146,16 @@ class Init:
                 os.write(fifo, text.encode())
             finally:
                 os._exit(127)
+
+    def hand_over_notify_fd(self, notify_fd: int) -> None:
+        """Right after a SCMP_ACT_NOTIFY filter is loaded, before any syscall it may notify: the
+        parent takes the fd with pidfd_getfd and sends it to the agent, then acks. Only write(2)
+        and read(2) here (sendmsg and recvmsg may be notified; write never is, see seccomp.py)."""
+        os.write(self.sync.fileno(), protocol.encode({"type": "seccomp_fd", "fd": notify_fd}))
+        reply, _ = protocol.recv_with_read(self.sync)
+        if not reply or reply.get("type") != "ack":
+            raise OciError((reply or {}).get("msg", "parent failed to pass the seccomp notify fd"))
+        os.close(notify_fd)     # the agent has it now; keep no listener in the container
 
     def join_session_keyring(self) -> None:
         """A session keyring of the container's own ("_ses.<id>"), not the caller's, as runc does

@@ -214,9 +214,9 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
         elif kind == "hooks":
             reached_hooks.append(state)
             _run_runtime_hooks(config, state, container_pid, parent_sock)
+        elif kind == "seccomp_fd":     # the init waits for the ack: the agent must have the fd first
+            _pass_seccomp_fd(config, state, container_pid, msg["fd"], parent_sock)
         elif kind == "ready":
-            if "seccomp_fd" in msg:
-                _pass_seccomp_fd(config, state, container_pid, msg["seccomp_fd"], parent_sock)
             break
         else:
             raise InitError(f"unexpected message from init: {kind}")

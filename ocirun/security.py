@@ -3,8 +3,8 @@
 The container init calls, before pivot_root (host libraries and /proc still in view):
     seccomp_filter = prepare_process_settings(config)       # validation + compile_filter, or None
 and after pivot_root (pid 1 of its pid namespace, still root with every capability):
-    outcome = apply_process_settings(config, seccomp_filter=seccomp_filter)
-    (hand outcome.notify_fd, if any, to the runtime parent: see ocirun/linux/seccomp.py)
+    outcome = apply_process_settings(config, seccomp_filter=seccomp_filter,
+                                     hand_over_notify_fd=...)   # a notify fd, right after its load
 then, right before execve:
     apply_final_cpu_affinity(config["process"])     # spec: for `exec` processes, see below
     reset_signals()
@@ -489,7 +489,8 @@ class ProcessSettingsOutcome:
         return self.seccomp_pending
 
 
-def apply_process_settings(config: dict, *, seccomp_filter: SeccompFilter | None) -> ProcessSettingsOutcome:
+def apply_process_settings(config: dict, *, seccomp_filter: SeccompFilter | None,
+                           hand_over_notify_fd=None) -> ProcessSettingsOutcome:
     """Apply process/linux settings to the calling process, in runc's order (D-13).
 
     Seccomp: with noNewPrivileges=false the filter is loaded here while CAP_SYS_ADMIN is still held
@@ -498,6 +499,12 @@ def apply_process_settings(config: dict, *, seccomp_filter: SeccompFilter | None
     load_seccomp_late(), unless it uses SCMP_ACT_NOTIFY: then it is loaded here too, at the end, so
     that its listener fd can still be handed to the runtime parent, which exits once the init
     reported ready (runc also loads it before closing its sync pipe for the same reason).
+
+    SCMP_ACT_NOTIFY: the steps after the load may make notified syscalls (chdir, capset, ...), which
+    block until the agent answers, so the listener fd must reach the agent before them. When
+    hand_over_notify_fd is given it is called with the fd right after the load, before anything
+    else (runc's syncParentSeccomp); it may use only read(2) and write(2), and owns the fd.
+    Without it the fd is returned in the outcome.
 
     execCPUAffinity is not applied: the spec says it does not apply to the container's init; the
     `exec` path calls apply_initial_cpu_affinity / apply_final_cpu_affinity.
@@ -521,7 +528,7 @@ def apply_process_settings(config: dict, *, seccomp_filter: SeccompFilter | None
     lsm.close_proc_fd()
     notify_fd = None
     if seccomp_filter is not None and not nnp:
-        notify_fd = seccomp_filter.load()
+        notify_fd = _handed_over(seccomp_filter.load(), hand_over_notify_fd)
 
     capabilities.drop_bounding(caps)
     # cwd first as root (a directory only root can enter), again as the user if that was refused
@@ -542,7 +549,15 @@ def apply_process_settings(config: dict, *, seccomp_filter: SeccompFilter | None
     pending = False
     if seccomp_filter is not None and nnp:
         if seccomp_filter.has_notify:
-            notify_fd = seccomp_filter.load()
+            notify_fd = _handed_over(seccomp_filter.load(), hand_over_notify_fd)
         else:
             pending = True
     return ProcessSettingsOutcome(seccomp_pending=pending, notify_fd=notify_fd)
+
+
+def _handed_over(notify_fd: int | None, hand_over) -> int | None:
+    """The listener fd still ours to return, or None once hand_over took it."""
+    if notify_fd is None or hand_over is None:
+        return notify_fd
+    hand_over(notify_fd)
+    return None

@@ -3,6 +3,7 @@
 The container's program reads its own /proc/self/* (busybox), so what is checked is what the kernel
 gives the user's process after execve, not what the runtime thinks it set.
 """
+import contextlib
 import errno
 import fcntl
 import json
@@ -224,6 +225,81 @@ def test_seccomp_listener_receives_notify_fd_with_process_state_and_answers(ocir
             break
         select.select([], [], [], 0.02)
     assert ocirun.state("c1")["status"] == "stopped"
+
+
+class ContinuingAgent:
+    """A seccomp agent that receives the listener fd and lets every notified syscall go on
+    (SECCOMP_USER_NOTIF_FLAG_CONTINUE), counting the calls by syscall number."""
+
+    def __init__(self, listener_sock):
+        self.sock = listener_sock
+        self.counts: dict[int, int] = {}
+        self.fds: list[int] = []
+        self.received = 0
+        self.error = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                ready, _, _ = select.select([self.sock] + self.fds, [], [], 0.1)
+                for item in ready:
+                    if item is self.sock:
+                        conn, _ = self.sock.accept()
+                        with conn:
+                            _, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+                        self.fds.extend(fds)
+                        self.received += len(fds)
+                        continue
+                    req = bytearray(80)
+                    try:
+                        fcntl.ioctl(item, SECCOMP_IOCTL_NOTIF_RECV, req, True)
+                    except OSError:     # the notifying process died (ENOENT), or no filter left
+                        self.fds.remove(item)
+                        os.close(item)
+                        continue
+                    notif_id, _pid, _flags, nr, _arch = struct.unpack_from("=QIIiI", req)
+                    self.counts[nr] = self.counts.get(nr, 0) + 1
+                    with contextlib.suppress(OSError):
+                        fcntl.ioctl(item, SECCOMP_IOCTL_NOTIF_SEND,
+                                    bytearray(struct.pack("=QqiI", notif_id, 0, 0, 1)), True)
+        except BaseException as exc:    # noqa: BLE001 - reported by the test
+            self.error = exc
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        for fd in self.fds:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_seccomp_notify_on_syscalls_the_runtime_makes_after_the_load_does_not_hang(ocirun, listener, nnp):
+    # With noNewPrivileges false the filter is loaded before the runtime's own chdir, capset,
+    # prctl...: the listener fd must reach the agent before those calls, for create and exec.
+    sock, path = listener
+    config = base_config(["sh", "-c", "cd /tmp && pwd && sleep 100"])
+    config["process"]["noNewPrivileges"] = nnp
+    config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path,
+        "syscalls": [{"names": ["chdir", "capset"], "action": "SCMP_ACT_NOTIFY"}]}
+    chdir, capset = (syscalls.scmp_syscall_resolve_name(n) for n in ("chdir", "capset"))
+    agent = ContinuingAgent(sock)
+    try:
+        ocirun("create", "-b", ocirun.bundle(config), "c1", check=True, timeout=20)
+        if not nnp:     # the init's own chdir to process.cwd and capset came after the load
+            assert agent.counts.get(chdir, 0) >= 1 and agent.counts.get(capset, 0) >= 1, agent.counts
+        ocirun("start", "c1", check=True, timeout=20)
+        proc = ocirun("exec", "c1", "sh", "-c", "cd /tmp && pwd", timeout=20)
+        assert proc.returncode == 0 and proc.stdout == "/tmp\n", proc.stderr
+        assert agent.received == 2      # one listener from create, one from exec
+        assert agent.counts.get(chdir, 0) >= (2 if nnp else 4), agent.counts
+        assert agent.error is None, agent.error
+    finally:
+        ocirun("delete", "-f", "c1")
+        agent.close()
 
 
 def test_seccomp_listener_that_does_not_exist_fails_create_cleanly(ocirun, tmp_path):
