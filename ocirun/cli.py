@@ -26,6 +26,7 @@ COMMANDS = {
     "events": "ocirun.cgroupcmds:events",
     "ps": "ocirun.cgroupcmds:ps",
     "init": "ocirun.init:init_cmd",
+    "bundle": "ocirun.image.bundlecmd:bundle_cmd",
 }
 UNSUPPORTED = {"checkpoint", "restore"}
 
@@ -55,6 +56,7 @@ COMMANDS:
    ps        ps displays the processes running inside a container
    spec      create a new specification file
    features  show the enabled features
+   bundle    make a bundle from an OCI image layout (rootfs: an overlay of shared layers)
 
 GLOBAL OPTIONS:
    --root value        root directory for storage of container state (default: "/run/ocirun")

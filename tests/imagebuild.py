@@ -120,6 +120,14 @@ def build_busybox_image(workdir: str, tag: str = "latest") -> str:
     return layout
 
 
-def skopeo_copy(src_layout: str, dst_layout: str, tag: str, *flags: str) -> None:
-    """Copy src:tag to dst:tag with skopeo (e.g. --dest-compress-format zstd, --dest-decompress)."""
-    run("skopeo", "copy", "--quiet", *flags, f"oci:{src_layout}:{tag}", f"oci:{dst_layout}:{tag}")
+def skopeo_copy(src_layout: str, dst_layout: str, tag: str, compression: str) -> None:
+    """Copy src:tag to dst:tag with skopeo, its layers recompressed: "zstd", or "none" (uncompressed:
+    skopeo decompresses only into its `dir:` transport, so the copy goes through one)."""
+    src, dst = f"oci:{src_layout}:{tag}", f"oci:{dst_layout}:{tag}"
+    if compression == "zstd":
+        run("skopeo", "copy", "--quiet", "--dest-compress-format", "zstd", src, dst)
+        return
+    via = dst_layout + ".dir"
+    run("skopeo", "copy", "--quiet", "--dest-decompress", src, f"dir:{via}")
+    run("skopeo", "copy", "--quiet", "--dest-oci-accept-uncompressed-layers", f"dir:{via}", dst)
+    shutil.rmtree(via)

@@ -182,9 +182,12 @@ def _image_from_manifest(layout: str, digest: str, manifest: dict, platform: str
     layers_doc = manifest.get("layers")
     if not isinstance(layers_doc, list) or not isinstance(diff_ids, list) or len(diff_ids) != len(layers_doc):
         raise ImageError(f"{where}: the config's rootfs.diff_ids do not match the manifest's layers")
-    os_name = config.get("os")
-    if os_name and os_name != platform.split("/")[0]:
-        raise ImageError(f"{where}: the image is for {os_name}, not {platform}")
+    have = [config.get("os"), config.get("architecture"), config.get("variant")]
+    want = platform.split("/")
+    for i, value in enumerate(want[:3]):
+        if have[i] and have[i] != value:
+            image_platform = "/".join(v for v in have if v)
+            raise ImageError(f"{where}: the image is for {image_platform}, not {platform}")
     layers = []
     for i, (desc, diff_id) in enumerate(zip(layers_doc, diff_ids)):
         lw = f"{where}.layers[{i}]"

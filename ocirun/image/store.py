@@ -228,7 +228,7 @@ class Store:
             for diff_id in record.get("layers", []):
                 if diff_id in used:
                     used[diff_id].append(record["bundle"])
-        return used
+        return {d: sorted(b) for d, b in used.items()}
 
     def prune(self) -> list[str]:
         """Remove every layer no bundle uses, stale records and leftover temp dirs; returns the diff_ids."""
