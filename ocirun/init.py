@@ -49,6 +49,12 @@ class Init:
     # --- stage 1 -------------------------------------------------------------------------------
     def stage1(self) -> None:
         joins, new_user, flags = ns.plan(self.linux.get("namespaces") or [])
+        offsets_fd = None
+        if flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets") and os.geteuid() == 0:
+            # opened now, with the runtime's credentials (file_ns_capable checks the opener's): once
+            # in a user namespace, this non-dumpable process's /proc/self files belong to host root,
+            # whom the container's root may not be
+            offsets_fd = ns.open_time_offsets()
         ns.join(ns.open_joins(joins))
         if any(j[0] == "user" for j in joins):
             # as after a new one: become the namespace's root, else our host ids are unmapped there
@@ -65,6 +71,8 @@ class Init:
             if rootless:    # an unprivileged parent can only open our /proc files while we are dumpable
                 sc.prctl(sc.PR_SET_DUMPABLE, 1)
             self.request({"type": "userns_map"})
+            if rootless and flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
+                offsets_fd = ns.open_time_offsets()     # while dumpable: our /proc files are ours
             if rootless:
                 sc.prctl(sc.PR_SET_DUMPABLE, 0)
             os.setresgid(0, 0, 0)
@@ -72,8 +80,10 @@ class Init:
         if flags:
             sc.unshare(flags)
         if flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
-            ns.write_time_offsets(self.linux["timeOffsets"])
+            ns.write_time_offsets(self.linux["timeOffsets"],
+                                  offsets_fd if offsets_fd is not None else ns.open_time_offsets())
         self.flags = flags
+        self.uts = bool(flags & sc.CLONE_NEWUTS) or any(j[0] == "uts" for j in joins)
         self.new_user = new_user or any(j[0] == "user" for j in joins)
         # The parent must know the container's pid before the container says anything: stage 2
         # waits until this process has reported it and exited (EOF on `reported`).
@@ -102,7 +112,7 @@ class Init:
         seccomp_filter = security.prepare_seccomp(config)
         if ctx.new_netns:
             loopback.loopback_up()
-        if self.flags & sc.CLONE_NEWUTS:
+        if self.uts:    # new or joined by path: set there, as runc does (validate refuses the host's)
             if config.get("hostname"):
                 sc.sethostname(config["hostname"])
             if config.get("domainname"):

@@ -86,9 +86,6 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         if process.get("terminal") and not opts.console_socket and opts.console_sock is None:
             raise ConfigError("process.terminal", "cannot allocate tty if runc will detach without setting "
                                                   "console socket (--console-socket)")
-        if not any(n.get("type") == "mount" and not n.get("path")
-                   for n in (config.get("linux") or {}).get("namespaces") or []):
-            raise ConfigError("linux.namespaces", "a new mount namespace is required")
         # Private, as runc's root (0700): state.json holds the container's environment (tokens,
         # passwords). The container dir is 0700 too (runc: 0711), so that a root made by someone
         # else with a wider mode still hides it; the init reaches the fifo through an fd, not a path.

@@ -79,11 +79,6 @@ def namespaces_by_type(config: dict) -> dict:
     return out
 
 
-def _has_new(config: dict, nstype: str) -> bool:
-    nss = namespaces_by_type(config)
-    return nstype in nss and nss[nstype] is None
-
-
 def _is_current_ns(path: str, nstype: str) -> bool:
     """True if `path` names the namespace this process is already in (i.e. the host's)."""
     own = {"network": "net"}.get(nstype, nstype)
@@ -207,11 +202,13 @@ def check_namespaces(config: dict, bundle: str) -> None:
 
 
 def check_uts_names(config: dict, bundle: str) -> None:
-    """Setting hostname/domainname in a UTS namespace we do not own would rename the host's."""
+    """hostname/domainname are set in the container's UTS namespace, new or joined by path (as
+    runc); without one (or joining the runtime's own) they would rename the host."""
+    nss = namespaces_by_type(config)
     for field in ("hostname", "domainname"):
-        if config.get(field) and not _has_new(config, "uts"):
-            raise ConfigError(field, "cannot be set without a new UTS namespace"
-                                     " (a linux.namespaces entry of type uts without path)")
+        if config.get(field) and ("uts" not in nss or (nss["uts"] and _is_current_ns(nss["uts"], "uts"))):
+            raise ConfigError(field, "cannot be set without a UTS namespace of the container's own"
+                                     " (a linux.namespaces entry of type uts)")
 
 
 def check_id_mappings(config: dict, bundle: str) -> None:

@@ -140,11 +140,20 @@ def _write_proc(path: str, text: str, field: str) -> None:
         raise ConfigError(f"linux.{field}", f"write {path}: {exc.strerror}") from None
 
 
-def write_time_offsets(offsets: dict) -> None:
-    """linux.timeOffsets: written after unshare(CLONE_NEWTIME), before the first child is made."""
+def open_time_offsets() -> int:
+    try:
+        return os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError("linux.timeOffsets", f"open /proc/self/timens_offsets: {exc.strerror}") from None
+
+
+def write_time_offsets(offsets: dict, fd: int) -> None:
+    """linux.timeOffsets: written after unshare(CLONE_NEWTIME), before the first child is made, to
+    an fd from open_time_offsets() (closed here)."""
     lines = "".join(f"{clock} {int(v.get('secs', 0))} {int(v.get('nanosecs', 0))}\n" for clock, v in offsets.items())
     try:
-        with open("/proc/self/timens_offsets", "w") as f:
-            f.write(lines)
+        os.write(fd, lines.encode())
     except OSError as exc:
         raise ConfigError("linux.timeOffsets", f"write /proc/self/timens_offsets: {exc.strerror}") from None
+    finally:
+        os.close(fd)

@@ -1,6 +1,7 @@
 """The container's root filesystem: prepare (mounts, /dev), enter (pivot_root), finalize (masks, ro).
 
-Called by the container init (P2), already in its new mount namespace, in this order:
+Called by the container init (P2), in its mount namespace (a new one, or the runtime's or one joined
+by path: see prepare_rootfs), in this order:
 prepare_rootfs(ctx) -> hooks -> enter_rootfs(ctx) -> finalize_rootfs(ctx).
 Every path inside the rootfs is resolved by fd (ocirun/linux/safepath.py), so a hostile image can not
 make a mount, a device node or a link land on the host.
@@ -74,17 +75,16 @@ def prepare_rootfs(ctx) -> None:
     cfg = ctx.config
     _root_propagation(ctx)  # validate before any side effect; applied in enter_rootfs
     reqs = [mounts.request(i, m, ctx.bundle) for i, m in enumerate(cfg.get("mounts") or [])]
-    if not ctx.new_mntns:
-        if (reqs or _linux(ctx).get("maskedPaths") or _linux(ctx).get("readonlyPaths")
-                or (cfg.get("root") or {}).get("readonly")):
-            raise ConfigError("mounts", "mounts, maskedPaths, readonlyPaths and root.readonly need a new "
-                              "mount namespace")
-        return
-    # D-17: nothing we mount may propagate to the host
-    sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
+    if ctx.new_mntns:
+        # D-17: nothing we mount may propagate to the host
+        sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
     if not os.path.isdir(ctx.rootfs):
         raise OciError(f"root.path: {ctx.rootfs} is not a directory")
-    # a mount of its own, so pivot_root can use it and its submounts move along
+    # A mount of its own, so pivot_root can use it and its submounts move along. Without a new
+    # mount namespace (the runtime's, inherited: the spec's "inherit"; or one joined by path) the
+    # mounts are made in that namespace and the init chroots into the rootfs (as crun does); the
+    # bind is then what root.readonly and rootfsPropagation change, never the mount the rootfs
+    # lives on, and one detach (umount -l <rootfs>) removes everything the container mounted there.
     sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC)
     root_fd = safepath.open_root(ctx.rootfs)
     ctx.extra["readonly_later"] = [r.destination for r in reqs if mounts.readonly_later(r)]
@@ -124,9 +124,7 @@ def enter_rootfs(ctx) -> None:
     """pivot_root into the rootfs (or MS_MOVE + chroot with --no-pivot); cwd "/"."""
     if not ctx.new_mntns:
         os.chroot(ctx.rootfs)
-        os.chdir("/")
-        return
-    if ctx.no_pivot:
+    elif ctx.no_pivot:
         hide_outside_proc_and_sysfs(ctx.rootfs)
         os.chdir(ctx.rootfs)
         sc.mount(ctx.rootfs, "/", None, sc.MS_MOVE)
@@ -259,8 +257,6 @@ def finalize_rootfs(ctx) -> None:
     """After pivot_root: the delayed `ro` of tmpfs and /dev mounts, linux.maskedPaths,
     linux.readonlyPaths, then root.readonly."""
     linux = _linux(ctx)
-    if not ctx.new_mntns:
-        return  # nothing to do: prepare_rootfs refused every setting that would need it
     root_fd = os.open("/", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         make_readonly_late(root_fd, ctx.extra.get("readonly_later") or [])

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import base_config
+from tests.conftest import OCIRUN, base_config
 
 pytestmark = pytest.mark.root
 
@@ -356,3 +356,114 @@ def test_joining_a_namespace_by_path_puts_the_process_in_it(ocirun, kind):
     assert ns_of(pid, kind) == ns_of(target, kind) != host_ns(kind)
     if kind == "time":   # the offsets of the joined namespace apply
         assert float(wait_file(f"/proc/{pid}/root/tmp/up").split()[0]) > time.clock_gettime(time.CLOCK_BOOTTIME) + 86000
+
+
+# --- mount namespace inherited or joined by path (runtime-tools linux_ns_itype, linux_ns_path) ----
+
+def _mounts_under(mountinfo_text, prefix, with_options=False):
+    """{mount point: fstype (or (fstype, per-mount options))} of the mounts at or under `prefix`
+    in a mountinfo text (the last one mounted on each point)."""
+    out = {}
+    for line in mountinfo_text.splitlines():
+        fields = line.split()
+        point = fields[4].replace("\\040", " ")
+        fstype = fields[fields.index("-") + 1]
+        if point == prefix or point.startswith(prefix + "/"):
+            out[point] = (fstype, fields[5].split(",")) if with_options else fstype
+    return out
+
+
+@pytest.fixture
+def private_mntns_sleeper():
+    """A process in a private mount namespace of its own (a copy of ours), killed at the end."""
+    procs = []
+
+    def start():
+        proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "1000"],
+                                start_new_session=True)
+        procs.append(proc)
+        deadline = time.monotonic() + 5
+        while ns_of(proc.pid, "mount") == host_ns("mount"):     # until unshare has exec'd sleep
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return proc.pid
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_without_a_mount_namespace_the_runtime_s_is_inherited_and_the_mounts_are_made_there(ocirun):
+    # The runtime runs in a private mount namespace of this test's own (unshare), so what the
+    # container mounts there never reaches the host's table.
+    config = config_with(["sleep", "100"], [{"type": t} for t in ("pid", "network", "ipc", "uts", "cgroup")])
+    bundle = ocirun.bundle(config)
+    rootfs = os.path.realpath(os.path.join(bundle, "rootfs"))
+    out = os.path.join(ocirun.tmp, "unshare.out")
+    with open(out, "w") as f:   # a file: the container's init keeps the stdout it inherited open
+        subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'readlink /proc/self/ns/mnt && exec "$@"', "sh", *OCIRUN, "--root", ocirun.root,
+                        "create", "-b", bundle, cid("c1")], stdout=f, stderr=subprocess.STDOUT, check=False)
+    text = open(out).read()
+    pid = ocirun.state(cid("c1"))["pid"]
+    assert ns_of(pid, "mount") == text.splitlines()[0] != host_ns("mount"), text
+    # the config's mounts and masks were made in that namespace, under the rootfs; the init chrooted
+    seen = _mounts_under(subprocess.run(["nsenter", "-t", str(pid), "-m", "cat", "/proc/self/mountinfo"],
+                                        capture_output=True, text=True, check=True).stdout, rootfs)
+    assert seen[rootfs + "/proc"] == "proc" and seen[rootfs + "/dev"] == "tmpfs" and rootfs + "/proc/acpi" in seen
+    # root.readonly (base_config's) made the container's own bind of the rootfs read-only, nothing else
+    info = subprocess.run(["nsenter", "-t", str(pid), "-m", "cat", "/proc/self/mountinfo"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "ro" in _mounts_under(info, rootfs, with_options=True)[rootfs][1]
+    assert subprocess.run(["nsenter", "-t", str(pid), "-m", "touch", os.path.join(ocirun.tmp, "rw")]).returncode == 0
+    assert os.stat(f"/proc/{pid}/root/bin/sh").st_ino == os.stat(rootfs + "/bin/sh").st_ino
+    assert _mounts_under(open("/proc/self/mountinfo").read(), rootfs) == {}
+    ocirun("start", cid("c1"), check=True)
+    assert ocirun.state(cid("c1"))["status"] == "running"
+
+
+def test_a_mount_namespace_joined_by_path_gets_the_mounts_and_the_process(ocirun, private_mntns_sleeper):
+    target = private_mntns_sleeper()
+    namespaces = [{"type": t} for t in ("pid", "network", "ipc", "uts", "cgroup")]
+    namespaces.append({"type": "mount", "path": f"/proc/{target}/ns/mnt"})
+    config = config_with(["sh", "-c", "grep -c ' /proc ' /proc/self/mountinfo > /tmp/n; exec sleep 100"], namespaces)
+    bundle = ocirun.bundle(config)
+    rootfs = os.path.realpath(os.path.join(bundle, "rootfs"))
+    ocirun("run", "-d", "-b", bundle, cid("c1"), check=True)
+    pid = ocirun.state(cid("c1"))["pid"]
+    assert ns_of(pid, "mount") == ns_of(target, "mount") != host_ns("mount")
+    seen = _mounts_under(open(f"/proc/{target}/mountinfo").read(), rootfs)
+    assert seen[rootfs + "/proc"] == "proc" and seen[rootfs + "/tmp"] == "tmpfs"
+    assert wait_file(f"/proc/{pid}/root/tmp/n").strip() == "1"     # the container's own view
+    assert _mounts_under(open("/proc/self/mountinfo").read(), rootfs) == {}
+
+
+def test_hostname_and_domainname_are_set_in_a_uts_namespace_joined_by_path(ocirun):
+    target = subprocess.Popen(["unshare", "--uts", "sleep", "1000"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while ns_of(target.pid, "uts") == host_ns("uts"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        host_name = os.uname().nodename
+        namespaces = [{"type": t} for t in ("pid", "network", "ipc", "mount")]
+        namespaces.append({"type": "uts", "path": f"/proc/{target.pid}/ns/uts"})
+        config = config_with(["sh", "-c", "hostname; cat /proc/sys/kernel/domainname"], namespaces)
+        config["hostname"] = "joined-box"
+        config["domainname"] = "joined.test"
+        assert run_ok(ocirun, config).splitlines() == ["joined-box", "joined.test"]
+        seen = subprocess.run(["nsenter", "-t", str(target.pid), "-u", "hostname"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        assert seen == "joined-box" and os.uname().nodename == host_name
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_hostname_in_the_runtime_s_own_uts_namespace_joined_by_path_is_refused(ocirun):
+    namespaces = [{"type": t} for t in ("pid", "network", "ipc", "mount")]
+    namespaces.append({"type": "uts", "path": f"/proc/{os.getpid()}/ns/uts"})
+    config = config_with(["true"], namespaces)
+    config["hostname"] = "nope"
+    proc = ocirun("create", "-b", ocirun.bundle(config), cid("c1"))
+    assert proc.returncode == 1 and "hostname" in proc.stderr and "UTS" in proc.stderr

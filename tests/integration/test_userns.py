@@ -214,3 +214,15 @@ def test_a_user_namespace_container_sees_its_mounts_and_proc(ocirun, userns_root
                                                                    "cat /sys/class/net/lo/flags; hostname"]))
     lines = out.split()
     assert lines[0] == "1" and int(lines[1], 16) & 1 and lines[2] == "ocirun-test"
+
+
+def test_time_offsets_apply_in_a_container_with_a_user_namespace(ocirun, userns_rootfs):
+    # the time namespace is made after the user namespace (which owns it); its offsets are written
+    # with the runtime's credentials: /proc/self/timens_offsets of the non-dumpable init belongs to
+    # host root, whom the container's root (host uid 100000) is not
+    config = userns_config(["cat", "/proc/uptime", "/proc/self/timens_offsets"],
+                           timeOffsets={"boottime": {"secs": 86400, "nanosecs": 0}})
+    config["linux"]["namespaces"].append({"type": "time"})
+    lines = run_ok(ocirun, userns_rootfs, config).splitlines()
+    assert float(lines[0].split()[0]) > time.clock_gettime(time.CLOCK_BOOTTIME) + 86000
+    assert [line.split()[:2] for line in lines[1:]] == [["monotonic", "0"], ["boottime", "86400"]]

@@ -234,12 +234,17 @@ def test_uts_names_need_uts_namespace(config, bundle, field):
     config[field] = "x"
     without_ns(config, "uts")
     assert error_of(v.check_uts_names, config, bundle) == \
-        f"{field}: cannot be set without a new UTS namespace (a linux.namespaces entry of type uts without path)"
+        f"{field}: cannot be set without a UTS namespace of the container's own (a linux.namespaces entry of type uts)"
 
 
-def test_uts_names_refused_with_joined_uts_namespace(config, bundle):
-    joined_ns(config, "uts", "/proc/1/ns/uts")
-    assert error_of(v.check_uts_names, config, bundle).startswith("hostname: cannot be set without a new UTS")
+def test_uts_names_are_accepted_with_a_uts_namespace_joined_by_path(config, bundle):
+    joined_ns(config, "uts", "/run/some-pod/ns/uts")    # not ours (joining reports a bad path later)
+    v.check_uts_names(config, bundle)     # runc sets them in the joined namespace
+
+
+def test_uts_names_refused_when_joining_the_runtime_s_own_uts_namespace(config, bundle):
+    joined_ns(config, "uts", "/proc/self/ns/uts")
+    assert error_of(v.check_uts_names, config, bundle).startswith("hostname: cannot be set without a UTS")
 
 
 def test_empty_hostname_needs_nothing(config, bundle):
