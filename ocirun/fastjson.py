@@ -33,6 +33,10 @@ def loads(text: str | bytes):
         obj, end = _scan(text, idx)
     except StopIteration as exc:
         raise ValueError(f"invalid JSON at character {exc.value}") from None
+    except SystemError:
+        # _json reports most syntax errors through json.decoder.JSONDecodeError, which it looks up
+        # only if the json package is already imported: without it, a bare SystemError
+        raise ValueError("invalid JSON") from None
     if text[end:].strip(_WHITESPACE):
         raise ValueError(f"extra data at character {end}")
     return obj

@@ -11,7 +11,7 @@ from ocirun import log
 from ocirun import state as st
 from ocirun.cliparse import need_id, parse
 from ocirun import fastjson
-from ocirun.errors import HookError, InvalidState, OciError, suppress
+from ocirun.errors import ContainerNotFound, HookError, InvalidState, OciError, suppress
 
 ALLOWED = {
     "start": {st.CREATED},
@@ -158,8 +158,12 @@ def list_cmd(g, argv: list[str]) -> int:
         return 0
     states = []
     for cid in ids:
-        with suppress(OciError):
+        try:
             states.append(st.load(g.root, cid).runc_state())
+        except ContainerNotFound:
+            pass    # deleted meanwhile
+        except OciError as exc:     # one damaged entry must not hide the others
+            log.warning(f"{exc} (left out; `delete --force {cid}` removes it)")
     fmt = opts["format"] or "table"
     if fmt == "json":
         sys.stdout.write(fastjson.dumps(states) + "\n")
@@ -205,6 +209,8 @@ def signal_init(state: st.State, sig: int) -> None:
     """Signal the init through a pidfd opened and then checked against the recorded start time,
     so a pid recycled in between is never signalled."""
     import _signal  # the C module: `signal` imports enum (~1.5 ms)
+    if state.pid <= 0:      # a create that died before the init's pid was known
+        raise OciError("container not running")
     try:
         pidfd = os.pidfd_open(state.pid)
     except ProcessLookupError:
@@ -235,7 +241,17 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             return  # runc: delete --force of a container that does not exist succeeds
         raise
     try:
-        state = st.load(root, cid)
+        try:
+            state = st.load(root, cid)
+        except (st.DamagedState, ContainerNotFound) as exc:
+            if not force:
+                raise
+            why = str(exc)
+            # (not found: a directory without state.json, from a create killed before it wrote one)
+            state = _recovered_state(root, cid, why)
+            _force_stop(state)
+            destroy(state, run_poststop=False)
+            return
         status = state.status
         if status != st.STOPPED:
             if not force:
@@ -246,8 +262,29 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         lock.__exit__(None, None, None)
 
 
+def _recovered_state(root: str, cid: str, why: str) -> st.State:
+    """What `delete --force` can still know of a container whose state.json is damaged or missing:
+    its cleanup record (cgroup, init pid); without one, the default cgroup of the id. When neither
+    exists but a state.json does, its processes cannot be found: an error, never a silent success."""
+    cdir = os.path.join(root, cid)
+    record = st.load_cleanup_record(cdir)
+    if record is None and os.path.lexists(os.path.join(cdir, st.STATE_FILE)):
+        from ocirun.linux.cgroups import new_manager
+        from ocirun.parent import default_cgroup_name
+        mgr = new_manager(None, default_cgroup_name(root, cid))
+        if not mgr.exists():
+            raise OciError(f"{why}; and without a cleanup record its processes cannot be found: "
+                           f"stop them, then remove {cdir}")
+        record = {"cgroup": mgr.to_dict(), "pid": 0, "pid_start": None}
+    record = record or {"cgroup": None, "pid": 0, "pid_start": None}  # killed before anything ran
+    log.warning(f"{why}: deleting what its cleanup record (or the default cgroup) names")
+    return st.State(root, cid, {"status": st.CREATING, "bundle": "", "config": {}, "cgroup": record["cgroup"],
+                                "pid": record["pid"], "pid_start": record.get("pid_start")})
+
+
 def _force_stop(state: st.State) -> None:
-    """SIGKILL everything in the container (thawing a paused one so it can die), wait for pid 1."""
+    """SIGKILL everything in the container (thawing a paused one so it can die), wait for pid 1.
+    Its processes still running after that is an error: delete must not report success."""
     if state.cgroup:
         from ocirun.linux.cgroups import manager_from_dict
         mgr = manager_from_dict(state.cgroup)
@@ -258,6 +295,8 @@ def _force_stop(state: st.State) -> None:
     deadline = time.monotonic() + 10
     while state.init_alive() and time.monotonic() < deadline:
         time.sleep(0.002)
+    if state.init_alive():
+        raise OciError(f"container {state.id}: init pid {state.pid} did not die after SIGKILL")
 
 
 def destroy(state: st.State, run_poststop: bool = True) -> None:
@@ -272,9 +311,18 @@ def destroy(state: st.State, run_poststop: bool = True) -> None:
                 mgr.kill(9)
         mgr.destroy()
     cdir = state.dir
-    for name in os.listdir(cdir):
-        with suppress(FileNotFoundError):
+    try:
+        names = os.listdir(cdir)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        try:
             os.unlink(os.path.join(cdir, name))
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:   # a damaged state: a directory where state.json was
+            import shutil
+            shutil.rmtree(os.path.join(cdir, name), ignore_errors=True)
     with suppress(FileNotFoundError):
         os.rmdir(cdir)
     all_hooks = state.config.get("hooks") or {}

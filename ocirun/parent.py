@@ -132,28 +132,33 @@ def start_init(preserve_fds: int, undo: "Rollback") -> tuple[_socket.socket, int
 def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks) -> st.State:
     # The bundle is the caller's (trusted); its rootfs path is resolved once, here, as runc does.
     rootfs = os.path.realpath(os.path.join(opts.bundle, config["root"]["path"]))
+    linux = config.get("linux") or {}
+    from ocirun.linux.cgroups import new_manager
+    cgroup = new_manager(linux.get("cgroupsPath"), default_cgroup_name(root, cid), systemd=opts.systemd_cgroup)
+    # Where the cgroup will be is recorded, in both files, before it is made: a create killed at any
+    # point from here on leaves nothing that `delete --force` cannot find.
+    st.save_cleanup_record(cdir, cgroup.to_dict())
     state = st.State(root, cid, {
         "ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATING, "pid": 0, "pid_start": None,
         "bundle": opts.bundle, "rootfs": rootfs, "created": log.now_rfc3339(nano=True), "owner": "",
-        "config": config,
+        "config": config, "cgroup": cgroup.to_dict(),
     })
     state.save()
     fifo = os.path.join(cdir, st.FIFO)
     os.mkfifo(fifo, 0o622)
     os.chmod(fifo, 0o622)   # not the umask's 0600: a non-root process.user opens it for writing
-    linux = config.get("linux") or {}
-    from ocirun.linux.cgroups import new_manager
-    cgroup = new_manager(linux.get("cgroupsPath"), default_cgroup_name(root, cid), systemd=opts.systemd_cgroup)
+    # (registered before it is made: a create that fails half-way, in the 4th of 10 v1
+    # hierarchies, removes the 3 made; then, on rollback the init is dead before its cgroup goes)
+    undo.callback(_kill_and_destroy_cgroup, cgroup)
+    undo.callback(_kill_and_reap, init_pid)
     try:
         cgroup.create()
     except OciError as exc:
         cgroup = _rootless_without_cgroup(exc, cgroup, linux)      # or re-raises
-    if cgroup is not None:
-        undo.callback(_kill_and_destroy_cgroup, cgroup)
-        # (again, so that on rollback the init is dead before its cgroup is removed)
-        undo.callback(_kill_and_reap, init_pid)
-        state.data["cgroup"] = cgroup.to_dict()
-    state.save()
+    if cgroup is None:
+        state.data.pop("cgroup")
+        st.save_cleanup_record(cdir, None)
+        state.save()
 
     send_fds = [os.open(fifo, sc.O_PATH | os.O_CLOEXEC)]
     undo.callback(os.close, send_fds[0])
@@ -176,6 +181,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
         except OciError as exc:
             cgroup = _rootless_without_cgroup(exc, cgroup, linux)
             state.data.pop("cgroup", None)
+            st.save_cleanup_record(cdir, None)
     if cgroup is not None:
         cgroup.set(linux.get("resources") or {})
 
@@ -206,6 +212,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             os.waitpid(init_pid, 0)
             state.data["pid"] = container_pid
             state.data["pid_start"] = st.proc_start_time(container_pid)
+            st.save_cleanup_record(cdir, state.cgroup, container_pid, state.data["pid_start"])
         elif not container_pid:
             raise InitError(f"container init sent {kind!r} before its pid was known")
         elif kind == "hooks":
@@ -365,7 +372,7 @@ def _kill_and_reap(pid: int) -> None:
 
 
 def _remove_dir(path: str) -> None:
-    for name in (st.FIFO, st.STATE_FILE, f".{st.STATE_FILE}.tmp"):
+    for name in (st.FIFO, st.STATE_FILE, f".{st.STATE_FILE}.tmp", st.CLEANUP_FILE, f".{st.CLEANUP_FILE}.tmp"):
         with suppress(FileNotFoundError):
             os.unlink(os.path.join(path, name))
     with suppress(FileNotFoundError):

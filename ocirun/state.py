@@ -2,6 +2,9 @@
 
 <root>/<id>/state.json   what create recorded (pid, its start time, bundle, config, cgroup, ...)
 <root>/<id>/exec.fifo    exists from create until start: its presence is what makes `created`
+<root>/<id>/cleanup.json what `delete --force` needs to find the container's processes (its cgroup,
+                         the init's pid), written before any of them exist: a state.json damaged
+                         later, or a create killed half-way, never leaves processes nobody can find
 
 The status is never trusted from the file: it is derived each time from the init process (alive, and
 the same process: /proc/<pid>/stat start time matches, so a recycled pid is never taken for it), the
@@ -14,8 +17,14 @@ from ocirun import fastjson
 from ocirun.errors import ContainerNotFound, OciError
 
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+STATUSES = (CREATING, CREATED, RUNNING, PAUSED, STOPPED)
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+CLEANUP_FILE = "cleanup.json"
+
+
+class DamagedState(OciError):
+    """state.json cannot be read or does not have the shape ocirun writes."""
 
 
 def validate_id(cid: str) -> None:
@@ -147,16 +156,98 @@ def write_private(path: str, data: bytes) -> None:
         os.close(fd)
 
 
+def _read_json(path: str):
+    """The JSON document in path; FileNotFoundError, or ValueError for anything else wrong."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:      # a directory in its place, EIO, ...
+        raise ValueError(exc.strerror or str(exc)) from None
+    try:
+        return fastjson.loads(raw)
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _is_int(v) -> bool:
+    return type(v) is int
+
+
+def _cgroup_problem(cg) -> str | None:
+    if cg is None:
+        return None
+    if not isinstance(cg, dict):
+        return "cgroup is not an object"
+    strs = {"v1": ("path",), "v2": ("path", "dir", "mountpoint")}.get(cg.get("version"))
+    if strs is None:
+        return "cgroup.version is not v1 or v2"
+    if any(not isinstance(cg.get(k), str) for k in strs):
+        return "a cgroup path is not a string"
+    if cg["version"] == "v1" and not (isinstance(cg.get("dirs"), dict)
+                                      and all(isinstance(d, str) for d in cg["dirs"].values())):
+        return "cgroup.dirs is not an object of paths"
+    return None
+
+
+def state_problem(data) -> str | None:
+    """What is wrong with a state.json document (None: it has the shape save() writes)."""
+    if not isinstance(data, dict):
+        return f"not an object but {type(data).__name__}"
+    if not isinstance(data.get("bundle"), str):
+        return "bundle is missing or not a string"
+    if data.get("status") not in STATUSES:
+        return "status is missing or unknown"
+    if not _is_int(data.get("pid")) or data["pid"] < 0:
+        return "pid is missing or not a number"
+    if data.get("pid_start") is not None and not _is_int(data["pid_start"]):
+        return "pid_start is not a number"
+    if not isinstance(data.get("config"), dict):
+        return "config is missing or not an object"
+    for key in ("rootfs", "created", "owner", "ociVersion"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            return f"{key} is not a string"
+    for key in ("annotations", "hooks", "process", "linux"):   # what the commands read from it
+        if data["config"].get(key) is not None and not isinstance(data["config"][key], dict):
+            return f"config.{key} is not an object"
+    return _cgroup_problem(data.get("cgroup"))
+
+
 def load(root: str, cid: str) -> State:
     validate_id(cid)
+    path = os.path.join(root, cid, STATE_FILE)
     try:
-        with open(os.path.join(root, cid, STATE_FILE)) as f:
-            data = fastjson.loads(f.read())
+        data = _read_json(path)
     except FileNotFoundError:
         raise ContainerNotFound(cid) from None
     except ValueError as exc:
-        raise OciError(f"{os.path.join(root, cid, STATE_FILE)}: corrupt state file: {exc}") from None
+        raise DamagedState(f"container {cid}: damaged state file {path}: {exc}") from None
+    problem = state_problem(data)
+    if problem:
+        raise DamagedState(f"container {cid}: damaged state file {path}: {problem}")
     return State(root, cid, data)
+
+
+def save_cleanup_record(cdir: str, cgroup: dict | None, pid: int = 0, pid_start: int | None = None) -> None:
+    """cleanup.json: the container's cgroup and init pid, saved atomically (see the module doc)."""
+    tmp = os.path.join(cdir, f".{CLEANUP_FILE}.tmp")
+    write_private(tmp, fastjson.dumps({"cgroup": cgroup, "pid": pid, "pid_start": pid_start}).encode())
+    os.replace(tmp, os.path.join(cdir, CLEANUP_FILE))
+
+
+def load_cleanup_record(cdir: str) -> dict | None:
+    """The cleanup record, or None when it is missing or damaged."""
+    try:
+        data = _read_json(os.path.join(cdir, CLEANUP_FILE))
+    except (FileNotFoundError, ValueError):
+        return None
+    if (not isinstance(data, dict) or _cgroup_problem(data.get("cgroup")) or not _is_int(data.get("pid"))
+            or (data.get("pid_start") is not None and not _is_int(data["pid_start"]))):
+        return None
+    return data
 
 
 def write_pid_file(path: str, pid: int) -> None:
@@ -169,11 +260,14 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def list_ids(root: str) -> list[str]:
+    """Every container directory, damaged or half-made ones included (so that `list` can warn about
+    them and `list -q | xargs delete --force` removes them); ".schema-verdicts" is never an id."""
     try:
-        names = os.listdir(root)
+        entries = os.scandir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if os.path.exists(os.path.join(root, n, STATE_FILE)))
+    with entries:
+        return sorted(e.name for e in entries if e.name[0] != "." and e.is_dir(follow_symlinks=False))
 
 
 class lock:

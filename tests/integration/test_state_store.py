@@ -80,3 +80,136 @@ def test_a_non_root_process_user_still_starts(public_parent):
     config["process"]["user"] = {"uid": 65534, "gid": 65534}
     proc = public_parent.run_output(config)
     assert proc.returncode == 0 and proc.stdout.strip() == "65534", proc
+
+
+# --- a damaged state.json ---------------------------------------------------------------------------
+
+def _truncated(text):
+    return text[: len(text) // 2]
+
+
+def _retyped(key, value):
+    def corrupt(text):
+        data = json.loads(text)
+        data[key] = value
+        return json.dumps(data)
+    return corrupt
+
+
+DAMAGE = {
+    "truncated": _truncated,
+    "empty": lambda text: "",
+    "empty-object": lambda text: "{}",
+    "array": lambda text: "[]",
+    "null": lambda text: "null",
+    "unterminated-string": lambda text: '{"bundle": "/x',
+    "pid-is-a-string": _retyped("pid", "12"),
+    "pid-is-negative": _retyped("pid", -5),
+    "status-is-a-number": _retyped("status", 5),
+    "config-is-a-list": _retyped("config", []),
+    "cgroup-is-a-string": _retyped("cgroup", "x"),
+    "cgroup-dirs-is-a-list": lambda text: json.dumps(dict(json.loads(text), cgroup={"version": "v1", "path": "p", "dirs": []})),
+    "non-utf8": lambda text: b"\xff\xfe" + text.encode("utf-16-le"),
+    "nested-deeply": lambda text: "[" * 100000 + "]" * 100000,
+    "directory": None,
+}
+
+
+def _damage(rt, cid, how):
+    path = os.path.join(rt.root, cid, "state.json")
+    if how == "directory":
+        os.unlink(path)
+        os.mkdir(path)
+        open(os.path.join(path, "junk"), "w").close()
+        return
+    text = open(path).read()
+    new = DAMAGE[how](text)
+    with open(path, "wb") as f:
+        f.write(new if isinstance(new, bytes) else new.encode())
+
+
+def _alive(pid):
+    from ocirun.state import proc_start_time
+    return proc_start_time(pid) is not None
+
+
+def _one_line_error(proc):
+    assert proc.returncode != 0
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def _two_running(rt):
+    bundle = rt.bundle(base_config(["sleep", "1000"]))
+    for cid in ("good", "bad"):
+        rt("create", "--bundle", bundle, cid, check=True)
+        rt("start", cid, check=True)
+    return rt.state("bad")["pid"]
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGE))
+def test_a_damaged_state_file_spoils_only_its_container(ocirun, how):
+    bad_pid = _two_running(ocirun)
+    _damage(ocirun, "bad", how)
+    # list: a warning naming the bad entry, the others listed
+    proc = ocirun("list")
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines()[1:]] == ["good"]
+    assert "bad" in proc.stderr and "damaged state" in proc.stderr and "Traceback" not in proc.stderr
+    proc = ocirun("list", "--format", "json")
+    assert proc.returncode == 0 and [s["id"] for s in json.loads(proc.stdout)] == ["good"], proc.stderr
+    assert ocirun("list", "-q").stdout.split() == ["bad", "good"]
+    # state, kill, start, plain delete: one line, naming the damage
+    for args in (["state", "bad"], ["kill", "bad"], ["start", "bad"], ["delete", "bad"]):
+        proc = ocirun(*args)
+        _one_line_error(proc)
+        assert "damaged state file" in proc.stderr, (args, proc.stderr)
+    assert _alive(bad_pid)
+    # delete --force finds the container's processes through its cleanup record
+    proc = ocirun("delete", "--force", "bad")
+    assert proc.returncode == 0, proc.stderr
+    assert not _alive(bad_pid)
+    assert not os.path.lexists(os.path.join(ocirun.root, "bad"))
+    assert _cgroup_dirs_of(ocirun.root, "bad") == []
+    assert ocirun.state("good")["status"] == "running"
+
+
+def test_without_a_cleanup_record_the_default_cgroup_is_found(ocirun):
+    """A container made before cleanup records existed: its default cgroup is derived from its id."""
+    bad_pid = _two_running(ocirun)
+    os.unlink(os.path.join(ocirun.root, "bad", "cleanup.json"))
+    _damage(ocirun, "bad", "empty-object")
+    proc = ocirun("delete", "--force", "bad")
+    assert proc.returncode == 0, proc.stderr
+    assert not _alive(bad_pid) and not os.path.lexists(os.path.join(ocirun.root, "bad"))
+    assert _cgroup_dirs_of(ocirun.root, "bad") == []
+
+
+def test_delete_force_never_succeeds_while_the_processes_may_run(ocirun):
+    """No record and a cgroupsPath of its own: nothing says where its processes are. delete --force
+    fails (before, `{}` made it exit 0 with the container still running) and keeps the directory."""
+    from ocirun.linux.cgroups import manager_from_dict
+    config = base_config(["sleep", "1000"])
+    config["linux"]["cgroupsPath"] = f"ocirun-state-test-{os.getpid()}"
+    ocirun("create", "--bundle", ocirun.bundle(config), "bad", check=True)
+    cgroup = json.load(open(os.path.join(ocirun.root, "bad", "state.json")))["cgroup"]
+    pid = ocirun.state("bad")["pid"]
+    try:
+        os.unlink(os.path.join(ocirun.root, "bad", "cleanup.json"))
+        _damage(ocirun, "bad", "empty-object")
+        proc = ocirun("delete", "--force", "bad")
+        _one_line_error(proc)
+        assert "cannot be found" in proc.stderr and _alive(pid)
+        assert os.path.isdir(os.path.join(ocirun.root, "bad"))
+    finally:
+        mgr = manager_from_dict(cgroup)
+        mgr.kill(9)
+        mgr.destroy()
+        shutil.rmtree(os.path.join(ocirun.root, "bad"), ignore_errors=True)
+
+
+def _cgroup_dirs_of(root, cid):
+    from ocirun.parent import default_cgroup_name
+    from tests.leftovers import _cgroup_dirs
+    name = default_cgroup_name(root, cid)
+    return [d for d in _cgroup_dirs(cid) if os.path.basename(d) == name]
