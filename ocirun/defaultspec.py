@@ -11,7 +11,6 @@ specconv.ToRootless (user namespace mapping the caller's effective uid/gid, no n
 /sys as an rbind, no uid=/gid= mount options, no linux.resources).
 """
 import errno
-import json
 import os
 
 from ocirun import OCI_VERSION
@@ -118,6 +117,7 @@ def render(spec: dict) -> bytes:
     """Go's json.MarshalIndent(spec, "", "\\t"): tab indent, no trailing newline, UTF-8 as is, and
     <, >, & escaped as \\u003c, \\u003e, \\u0026 (Go's HTML-safe default; they can only occur inside
     strings, so replacing them in the text is exact)."""
+    import json    # here, not at the top: `ocirun bundle` imports this module and must stay fast
     text = json.dumps(spec, indent="\t", ensure_ascii=False)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

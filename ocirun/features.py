@@ -10,6 +10,8 @@ what the code does not do:
   those of the other endianness) and "supportedFlags" to those its version has;
 - hooks: ocirun/hooks.py KINDS; cgroup: the v1 and v2 managers, and the systemd "slice:prefix:name"
   layout of --systemd-cgroup (created in cgroupfs, no D-Bus: no user-scoped systemd manager);
+- annotations: the version, libseccomp's version, and what `ocirun bundle` supports (image layout,
+  layer compressions, whiteouts, overlay rootfs), since the structure has no field for it;
 - apparmor/selinux: enabled when the host has the LSM (ocirun/linux/lsm.py refuses the labels
   otherwise); intelRdt: not implemented; mountExtensions.idmap and netDevices: implemented.
 
@@ -72,11 +74,21 @@ def _arch_usable(lib_name: str) -> bool:
         syscalls.scmp_release(ctx)
 
 
+def bundle_support() -> str:
+    """What `ocirun bundle` (ocirun/image/) takes, as one annotation (the features structure itself
+    is the runtime spec's and has no place for it): the layer compressions of its media-type table."""
+    from ocirun.image.layout import LAYER_TYPES
+    compressions = ",".join(sorted(set(LAYER_TYPES.values())))
+    return (f"image=oci-layout;layers={compressions};digests=verified;whiteouts=plain,opaque;"
+            "rootfs=overlay;rootless=unsupported")
+
+
 def features() -> dict:
     from ocirun import __version__, hooks, security
     from ocirun.linux import capabilities, lsm, namespaces
     version = _libseccomp_version()
-    annotations = {"org.opencontainers.ocirun.version": __version__}
+    annotations = {"org.opencontainers.ocirun.version": __version__,
+                   "org.opencontainers.ocirun.bundle": bundle_support()}
     if version is not None:
         annotations["io.github.seccomp.libseccomp.version"] = ".".join(map(str, version))
     return {

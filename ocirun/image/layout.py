@@ -5,9 +5,9 @@ the right length before it becomes a path (no `sha256:../../x`), and every JSON 
 verified against its digest. Layer blobs are verified while they are unpacked (ocirun/image/store.py).
 """
 import hashlib
-import json
 import os
 
+from ocirun import fastjson
 from ocirun.errors import OciError
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -102,7 +102,7 @@ def read_blob_json(layout: str, descriptor: dict, where: str) -> dict:
     if f"{alg}:{hashlib.new(alg, data).hexdigest()}" != digest:
         raise ImageError(f"{where}: blob {digest} does not match its digest")
     try:
-        doc = json.loads(data)
+        doc = fastjson.loads(data)
     except ValueError as exc:
         raise ImageError(f"{where}: blob {digest} is not JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -113,9 +113,9 @@ def read_blob_json(layout: str, descriptor: dict, where: str) -> dict:
 def _read_index(layout: str) -> dict:
     try:
         with open(os.path.join(layout, "oci-layout"), "rb") as f:
-            marker = json.load(f)
+            marker = fastjson.loads(f.read())
         with open(os.path.join(layout, "index.json"), "rb") as f:
-            index = json.load(f)
+            index = fastjson.loads(f.read())
     except FileNotFoundError as exc:
         raise ImageError(f"{layout}: not an OCI image layout ({os.path.basename(exc.filename)} missing)") from None
     except (OSError, ValueError) as exc:

@@ -19,14 +19,10 @@ while Python extracts, and the tool is a standard package (scripts/setup.sh inst
 import errno
 import fcntl
 import hashlib
-import json
 import os
-import shutil
-import subprocess
-import tempfile
 
+from ocirun import fastjson
 from ocirun.image.layout import ImageError, check_digest
-from ocirun.image.unpack import unpack_stream
 from ocirun.linux import syscalls
 
 DEFAULT_STORE = "/var/lib/ocirun/layers"
@@ -85,6 +81,7 @@ class _Decompressed:
             import gzip
             self.stream = gzip.GzipFile(fileobj=raw, mode="rb")
         elif compression == "zstd":
+            import subprocess
             try:
                 self.proc = subprocess.Popen(["zstd", "-d", "-c", "-q"], stdin=raw, stdout=subprocess.PIPE,
                                              stderr=subprocess.PIPE)
@@ -140,6 +137,10 @@ class Store:
         dest = self.layer_dir(layer.diff_id)
         if os.path.isdir(dest):
             return dest, False
+        # only now: a bundle of stored layers does not pay for tarfile, tempfile and shutil
+        import shutil
+        import tempfile
+        from ocirun.image.unpack import unpack_stream
         blob = image.blob_path(layer.digest)
         verify_blob(blob, layer.digest, layer.size)
         tmp = tempfile.mkdtemp(prefix=layer.diff_id.partition(":")[2][:16] + ".", dir=self.sub("tmp"))
@@ -183,7 +184,7 @@ class Store:
 
     def add_ref(self, bundle: str, record: dict) -> None:
         path = self.ref_path(bundle)
-        _write_json_atomic(path, record)
+        write_json(path, record)
 
     def remove_ref(self, bundle: str) -> None:
         try:
@@ -202,9 +203,9 @@ class Store:
         for name in names:
             try:
                 with open(os.path.join(refs_dir, name), "rb") as f:
-                    record = json.load(f)
+                    record = fastjson.loads(f.read())
                 with open(os.path.join(record["bundle"], BUNDLE_MARKER), "rb") as f:
-                    marker = json.load(f)
+                    marker = fastjson.loads(f.read())
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if marker.get("store") == self.path:
@@ -232,6 +233,8 @@ class Store:
 
     def prune(self) -> list[str]:
         """Remove every layer no bundle uses, stale records and leftover temp dirs; returns the diff_ids."""
+        import shutil
+        import tempfile
         removed = []
         lock = self.lock(exclusive=True)
         try:
@@ -262,9 +265,9 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write_json_atomic(path: str, doc: dict) -> None:
+def write_json(path: str, doc: dict) -> None:
+    """doc as indented JSON, atomically (a reader sees the old file or the new one)."""
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
+        f.write(fastjson.dumps_indented(doc) + "\n")
     os.rename(tmp, path)

@@ -292,3 +292,25 @@ def test_store_refuses_a_layer_that_does_not_match(tmp_path, what):
     with pytest.raises(ImageError):
         s.ensure(image, layer)
     assert s.layers() == [] and os.listdir(s.sub("tmp")) == []
+
+
+def test_features_say_what_bundle_supports():
+    from ocirun.features import features
+    note = features()["annotations"]["org.opencontainers.ocirun.bundle"]
+    fields = dict(part.split("=") for part in note.split(";"))
+    assert fields["layers"].split(",") == ["gzip", "none", "zstd"] == sorted(set(layout.LAYER_TYPES.values()))
+    assert fields["rootfs"] == "overlay" and fields["rootless"] == "unsupported"
+
+
+def test_bundle_command_imports_stay_lean():
+    """A bundle of stored layers needs neither tarfile nor the json package (which imports re): the
+    unpacking modules are imported only when a layer is missing, and JSON goes through fastjson."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {repo!r}); "
+            "import ocirun.cli, ocirun.image.bundlecmd, ocirun.image.convert; "
+            "print(' '.join(m for m in ('tarfile', 'json', 're', 'subprocess', 'tempfile', 'shutil', 'gzip') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-ISc", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr
