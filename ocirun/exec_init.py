@@ -25,7 +25,7 @@ import termios
 
 from ocirun import security
 from ocirun.errors import OciError
-from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports  # noqa: F401
+from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home  # noqa: F401
 from ocirun.linux import console
 from ocirun.linux import syscalls as sc
 
@@ -139,6 +139,9 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
     # included, whose closing tells the parent that execve succeeded) is close-on-exec. Marked
     # before the seccomp filter, which may deny close_range; later fds are O_CLOEXEC anyway.
     close_fds_at_exec(3 + int(plan.get("preserve_fds") or 0))
+    # HOME from the container's /etc/passwd: read as root, before the filter (which may deny open)
+    env = with_home(process.get("env") or [], (process.get("user") or {}).get("uid", 0))
+
     def hand_over_notify_fd(notify_fd: int) -> None:
         # right after the load, before any syscall it may notify: the parent takes the listener
         # fd with pidfd_getfd and hands it to the agent; only write(2) and read(2) on the sync
@@ -152,7 +155,7 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
     security.reset_signals()
     if outcome.seccomp_pending:
         security.load_seccomp_late(seccomp_filter)
-    os.execve(path, process["args"], env_dict(process.get("env") or []))
+    os.execve(path, process["args"], env_dict(env))
 
 
 def setup_terminal(console_sock: int, size: dict | None, clear_onlcr: bool = False) -> None:

@@ -19,7 +19,7 @@ import sys
 from ocirun import hooks, log, protocol, security
 from ocirun.errors import OciError
 from ocirun.initctx import InitContext
-from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports
+from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home
 from ocirun.linux import capabilities, console, loopback, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
@@ -136,6 +136,8 @@ class Init:
         # O_CLOEXEC later, which is what tells `start` the program runs); marked now, before the
         # seccomp filter, which may deny close_range
         close_fds_at_exec(3 + int(self.boot.get("preserve_fds", 0)))
+        # HOME from the container's /etc/passwd: read as root, before the filter (which may deny open)
+        env = with_home(process.get("env") or [], (process.get("user") or {}).get("uid", 0))
         outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter,
                                                   hand_over_notify_fd=self.hand_over_notify_fd)
         path = resolve_executable(process)
@@ -149,7 +151,7 @@ class Init:
             # process.execCPUAffinity: "not applicable to the container's init process" (config.md)
             if outcome.seccomp_pending:
                 security.load_seccomp_late(seccomp_filter)
-            os.execve(path, process["args"], env_dict(process.get("env") or []))
+            os.execve(path, process["args"], env_dict(env))
         except BaseException as exc:  # tell `start`, which is reading the fifo, why nothing started
             text = describe(exc)
             try:

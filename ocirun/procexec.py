@@ -6,6 +6,7 @@ import os
 import sys
 
 from ocirun.errors import OciError, describe_oserror
+from ocirun.linux import safepath
 from ocirun.linux import syscalls as sc
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -17,6 +18,54 @@ def env_dict(env: list[str]) -> dict:
         key, _, value = item.partition("=")
         out[key] = value
     return out
+
+
+PASSWD_MAX = 4 << 20     # a bigger /etc/passwd is not read: HOME falls back to "/"
+
+
+def with_home(env: list[str], uid: int) -> list[str]:
+    """process.env plus HOME from the container's /etc/passwd entry for uid ("/" when there is
+    none) when env has no HOME or an empty one, as runc and crun do. Call it in the container's
+    root (after pivot_root, or after joining its mount namespace), before the uid changes and
+    before the seccomp filter (which may deny open)."""
+    if env_dict(env).get("HOME"):
+        return env
+    return [item for item in env if not item.startswith("HOME=")] + [f"HOME={passwd_home(uid)}"]
+
+
+def passwd_home(uid: int, path: str = "/etc/passwd") -> str:
+    """The home directory of uid in `path` (resolved inside the current root, no NSS), else "/".
+
+    The file is the container's and untrusted: opened through openat2 with no magic links (a
+    symlink to /proc/self/fd/N cannot reach one of the runtime's fds), non-blocking (a FIFO there
+    must not hang the runtime), and only a regular file of bounded size is read."""
+    try:
+        root = os.open("/", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = safepath.open_in_root(root, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        finally:
+            os.close(root)
+    except OSError:
+        return "/"
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000 or st.st_size > PASSWD_MAX:
+            return "/"
+        data = b""
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+            if len(data) > PASSWD_MAX:
+                return "/"
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    wanted = str(uid).encode()
+    for line in data.split(b"\n"):
+        fields = line.split(b":")      # name:password:uid:gid:gecos:home:shell
+        if len(fields) >= 6 and fields[2] == wanted and not line.startswith(b"#"):
+            return fields[5].decode("utf-8", "surrogateescape") or "/"
+    return "/"
 
 
 def resolve_executable(process: dict) -> str:

@@ -225,7 +225,7 @@ def test_signal_dispositions_and_mask_are_reset_before_exec(ocirun):
 
 def test_environment_is_exactly_process_env(ocirun):
     config = base_config(["env"])
-    config["process"]["env"] = ["PATH=/bin:/usr/bin", "A=1", "EMPTY=", "WITH_EQ=x=y"]
+    config["process"]["env"] = ["PATH=/bin:/usr/bin", "A=1", "EMPTY=", "WITH_EQ=x=y", "HOME=/"]
     env = dict(os.environ, LEAK_FROM_CALLER="yes", PYTHONPATH="/nonexistent", LD_PRELOAD="")
     proc = run_ocirun(ocirun, "run", "-b", ocirun.bundle(config), "c1", env=env)
     assert proc.returncode == 0, proc.stderr
