@@ -74,6 +74,9 @@ def run_hook(hook: dict, state: dict, label: str, *, cwd: str | None = None) -> 
         raise HookError(f"{label} ({path}): {what}" + (f": {text}" if text else ""))
 
 
+_POLL_MAX_MS = (1 << 31) - 1
+
+
 def _wait(pid: int, out_fd: int, timeout: float | None) -> tuple[int | None, bytes]:
     """Collect the hook's output and exit status; None status on timeout (the hook is killed)."""
     deadline = None if not timeout else time.monotonic() + timeout
@@ -82,8 +85,11 @@ def _wait(pid: int, out_fd: int, timeout: float | None) -> tuple[int | None, byt
     poller.register(out_fd, select.POLLIN | select.POLLHUP)
     open_pipe = True
     while open_pipe:
-        wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        # at most ~24 days a poll (poll(2) takes an int of ms); a timeout can be longer than that
+        wait_ms = -1 if deadline is None else max(0, min(int((deadline - time.monotonic()) * 1000), _POLL_MAX_MS))
         if not poller.poll(wait_ms):
+            if time.monotonic() < deadline:
+                continue
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             return None, b"".join(chunks)

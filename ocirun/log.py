@@ -58,7 +58,9 @@ def log(level: str, msg: str) -> None:
         _sink(level, msg)
         return
     try:
-        os.write(_fd, format_line(level, msg).encode())
+        # backslashreplace: a message may quote config text holding a lone surrogate; the line is
+        # still written, never replaced by a UnicodeEncodeError
+        os.write(_fd, format_line(level, msg).encode("utf-8", "backslashreplace"))
     except OSError:
         pass
 

@@ -49,15 +49,8 @@ def read_config(bundle: str) -> tuple[dict, bytes]:
             raw = f.read()
     except OSError as e:
         raise ConfigError("config.json", f"open {path}: {e.strerror}") from e
-    try:
-        doc = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ConfigError("config.json", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError("config.json", f"invalid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    if not isinstance(doc, dict):
-        raise ConfigError("config.json", f"must contain a JSON object, not {type(doc).__name__}")
-    return doc, raw
+    from ocirun.configjson import decode
+    return decode(raw), raw
 
 
 def schema_files():

@@ -22,6 +22,9 @@ RLIMITS = frozenset({
     "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
 })
 
+# A hook timeout is a Go time.Duration in runc: int64 nanoseconds, about 292 years.
+HOOK_TIMEOUT_MAX = (1 << 63) // 1_000_000_000
+
 # Clocks a time namespace can offset (time_namespaces(7)).
 TIME_CLOCKS = ("monotonic", "boottime")
 
@@ -113,6 +116,10 @@ def check_root(config: dict, bundle: str) -> None:
         raise ConfigError("root.path", f"{path}: {e.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError("root.path", f"{path}: not a directory")
+    # runc fails later, in pivot_root ("device or resource busy"); the host's own root can never be
+    # a container's (a symlink to it included: the parent resolves root.path once, as runc does)
+    if os.path.realpath(path) == "/":
+        raise ConfigError("root.path", f"invalid rootfs {path}: it is the host's root directory /")
 
 
 def check_process(config: dict, bundle: str) -> None:
@@ -154,6 +161,11 @@ def check_hooks(config: dict, bundle: str) -> None:
             path = _dict(hook).get("path")
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ConfigError(f"hooks.{kind}[{i}].path", f"must be an absolute path, not {path!r}")
+            timeout = _dict(hook).get("timeout")
+            if isinstance(timeout, (int, float)) and timeout > HOOK_TIMEOUT_MAX:
+                raise ConfigError(f"hooks.{kind}[{i}].timeout",
+                                  f"{timeout} seconds is out of range (at most {HOOK_TIMEOUT_MAX}, "
+                                  f"as runc's Go duration)")
 
 
 def _check_proc_destination(i: int, dest: str, mount: dict) -> None:

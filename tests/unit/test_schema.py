@@ -292,7 +292,7 @@ def test_load_config_invalid_json_names_line_and_column(tmp_path):
 
 
 def test_load_config_not_utf8(tmp_path):
-    with pytest.raises(ConfigError, match=r"^config.json: invalid JSON: not UTF-8"):
+    with pytest.raises(ConfigError, match=r"^ociVersion: must be valid Unicode text, not invalid UTF-8"):
         load_config(_bundle(tmp_path, b'{"ociVersion": "\xff"}'))
 
 

@@ -1,0 +1,136 @@
+"""Hostile config.json: each gives one error line naming the JSON path, a non-zero exit and leaves
+nothing behind (issue 10, "Hostile input"). Before the fixes these were tracebacks, "internal error"
+lines, a create that succeeded (UTF-16, a NUL in a mount type) or a pivot_root failure."""
+import json
+import os
+import time
+
+import pytest
+
+from tests.conftest import base_config
+from tests.integration.test_errors import assert_one_line_error, new_id
+from tests.leftovers import _cgroup_dirs, _init_pids
+
+pytestmark = pytest.mark.root
+
+
+class Snapshot:
+    """test_errors.Snapshot's check, with mounts compared only where this test's containers could
+    leave one (other test runs on the host mount and unmount elsewhere at the same time)."""
+
+    def __init__(self, ocirun, cid):
+        self.ocirun, self.cid = ocirun, cid
+        self.mine = (ocirun.tmp, ocirun.root)
+        self.mounts = self.my_mounts()
+        self.inits = _init_pids(self.mine)
+
+    def my_mounts(self):
+        keys = (self.ocirun.tmp, self.ocirun.root, self.ocirun.rootfs)
+        return sorted(line for line in open("/proc/self/mountinfo").read().splitlines()
+                      if any(k in line for k in keys))
+
+    def assert_nothing_left(self):
+        cdir = os.path.join(self.ocirun.root, self.cid)
+        assert not os.path.exists(cdir), os.listdir(cdir)          # state dir, state.json, exec.fifo
+        assert self.cid not in self.ocirun("list", "-q").stdout.split()
+        assert _cgroup_dirs(self.cid) == []
+        assert self.my_mounts() == self.mounts
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and _init_pids(self.mine) - self.inits:
+            time.sleep(0.02)
+        assert _init_pids(self.mine) - self.inits == set()
+
+
+def create_fails(ocirun, config_or_bundle, *needles):
+    cid = new_id("h")
+    bundle = config_or_bundle if isinstance(config_or_bundle, str) else ocirun.bundle(config_or_bundle)
+    snap = Snapshot(ocirun, cid)
+    proc = ocirun("create", "-b", bundle, cid)
+    assert_one_line_error(proc, *needles)
+    snap.assert_nothing_left()
+    return proc
+
+
+def raw_bundle(ocirun, raw: bytes) -> str:
+    bundle = ocirun.bundle(base_config())
+    with open(os.path.join(bundle, "config.json"), "wb") as f:
+        f.write(raw)
+    return bundle
+
+
+def with_annotation(text: str) -> bytes:
+    """The default test config with `"annotations": {"x": <text>}` spliced in as raw JSON."""
+    return (json.dumps(base_config())[:-1] + ', "annotations": {"x": ' + text + "}}").encode()
+
+
+def test_a_lone_surrogate_in_a_string(ocirun):
+    config = base_config()
+    config["process"]["env"].append("A=\ud800")
+    create_fails(ocirun, config, "process.env[2]", "lone surrogate")
+
+
+def test_invalid_utf8_bytes_in_a_string(ocirun):
+    raw = json.dumps(base_config()).replace('"sh"', '"s\xffh"').encode("latin-1")
+    create_fails(ocirun, raw_bundle(ocirun, raw), "process.args[0]", "UTF-8")
+
+
+def test_nesting_1000_levels_deep(ocirun):
+    create_fails(ocirun, raw_bundle(ocirun, with_annotation("[" * 1000 + "]" * 1000)), "exceeded max depth")
+
+
+def test_nesting_a_few_hundred_levels_deep(ocirun):
+    create_fails(ocirun, raw_bundle(ocirun, with_annotation("[" * 400 + "]" * 400)),
+                 "annotations.x", "exceeded max depth")
+
+
+@pytest.mark.parametrize("timeout", [10 ** 10, 1e10])
+def test_a_huge_hook_timeout(ocirun, timeout):
+    config = base_config()
+    config["hooks"] = {"createRuntime": [{"path": "/bin/true", "timeout": timeout}]}
+    create_fails(ocirun, config, "hooks.createRuntime[0].timeout", "out of range")
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "1e999", str(1 << 64), "-" + str(1 << 64)])
+def test_numbers_go_cannot_hold(ocirun, text):
+    create_fails(ocirun, raw_bundle(ocirun, with_annotation(text)), "annotations.x", "out of range")
+
+
+def test_an_integer_of_5000_digits(ocirun):
+    create_fails(ocirun, raw_bundle(ocirun, with_annotation("1" * 5000)), "config.json", "invalid JSON")
+
+
+@pytest.mark.parametrize("field, path", [
+    (lambda c: c["mounts"][1].update(destination="/de\0v"), "mounts[1].destination"),
+    (lambda c: c["mounts"][1].update(type="tmp\0fs"), "mounts[1].type"),
+    (lambda c: c["mounts"][1].update(source="tmp\0fs"), "mounts[1].source"),
+    (lambda c: c["mounts"][1]["options"].append("no\0exec"), "mounts[1].options[4]"),
+    (lambda c: c["process"]["args"].append("a\0b"), "process.args[3]"),
+    (lambda c: c["process"]["env"].append("A=\0"), "process.env[2]"),
+    (lambda c: c["process"].update(cwd="/\0"), "process.cwd"),
+    (lambda c: c["linux"]["maskedPaths"].append("/proc/\0"), "linux.maskedPaths[5]"),
+    (lambda c: c.update(hostname="a\0b"), "hostname"),
+    (lambda c: c.update(annotations={"k\0": "v"}), 'annotations["k'),
+])
+def test_a_nul_byte(ocirun, field, path):
+    config = base_config()
+    field(config)
+    create_fails(ocirun, config, path, "NUL byte")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32", "utf-8-sig"])
+def test_a_config_that_is_not_plain_utf8(ocirun, encoding):
+    raw = json.dumps(base_config()).encode(encoding)
+    create_fails(ocirun, raw_bundle(ocirun, raw), "config.json", "invalid JSON")
+
+
+def test_a_rootfs_that_is_the_host_root(ocirun):
+    config = base_config()
+    config["root"]["path"] = "/"
+    create_fails(ocirun, config, "root.path", "invalid rootfs")
+
+
+def test_a_rootfs_symlink_to_the_host_root(ocirun):
+    bundle = ocirun.bundle(base_config())
+    os.unlink(os.path.join(bundle, "rootfs"))
+    os.symlink("/", os.path.join(bundle, "rootfs"))
+    create_fails(ocirun, bundle, "root.path", "invalid rootfs")
