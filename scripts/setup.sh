@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(busybox-static libcap-dev libseccomp2 iproute2 uidmap runc python3-venv python3-dev gcc
-              zstd umoci skopeo)   # zstd: zstd-compressed image layers; umoci, skopeo: image tests
+              zstd umoci skopeo    # zstd: zstd-compressed image layers; umoci, skopeo: image tests
+              make libc6-dev)      # (with gcc) build the runtime-tools conformance suite
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

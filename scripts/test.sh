@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, unit and root integration tests, the client smoke tests (real
-# podman, containerd and dockerd driving ocirun) and the pure cgroup v2 lane in a throwaway VM.
-# SMOKE=0 or CGV2=0 skip those lanes (for a quick local run); CI runs everything.
+# podman, containerd and dockerd driving ocirun), the OCI runtime-tools conformance suite
+# (scripts/conformance.sh: fails on any failure known-issues.tsv does not tag) and the pure cgroup v2
+# lane in a throwaway VM. SMOKE=0, CONFORMANCE=0 or CGV2=0 skip those lanes (for a quick local run);
+# CI runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,6 +20,11 @@ if [ "${SMOKE:-1}" != 0 ]; then
     grep -E '^(FAIL|PASS)' "/tmp/ocirun-$client-smoke.log" | grep '^FAIL' || true
     tail -n 1 "/tmp/ocirun-$client-smoke.log"
   done
+fi
+
+if [ "${CONFORMANCE:-1}" != 0 ]; then
+  echo "== runtime-tools conformance"
+  bash scripts/conformance.sh "$(command -v ocirun)" || status=1
 fi
 
 if [ "${CGV2:-1}" != 0 ] && [ -f scripts/cgv2-lane.sh ]; then
