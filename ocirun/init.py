@@ -20,7 +20,7 @@ from ocirun import hooks, log, protocol, security
 from ocirun.errors import OciError
 from ocirun.initctx import InitContext
 from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home
-from ocirun.linux import capabilities, console, loopback, rootfs
+from ocirun.linux import capabilities, console, loopback, mountsources, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
 
@@ -48,6 +48,8 @@ class Init:
 
     # --- stage 1 -------------------------------------------------------------------------------
     def stage1(self) -> None:
+        # a runtime run by host root can open, for a user-namespace container, what only host root may
+        self.runtime_is_root = os.geteuid() == 0
         joins, new_user, flags = ns.plan(self.linux.get("namespaces") or [])
         offsets_fd = None
         if flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets") and os.geteuid() == 0:
@@ -117,6 +119,9 @@ class Init:
                 sc.sethostname(config["hostname"])
             if config.get("domainname"):
                 sc.setdomainname(config["domainname"])
+        if ctx.new_userns and self.runtime_is_root and mountsources.wanted(config):
+            self.send({"type": "mount_sources"})
+            ctx.extra["source_trees"] = mountsources.receive_trees(self.sync)
         rootfs.prepare_rootfs(ctx)
         # prestart + createRuntime run in the parent; its answer gives our pid as the host sees it
         # (the state's pid is always the runtime's view, not 1)

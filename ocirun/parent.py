@@ -215,6 +215,9 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             st.save_cleanup_record(cdir, state.cgroup, container_pid, state.data["pid_start"])
         elif not container_pid:
             raise InitError(f"container init sent {kind!r} before its pid was known")
+        elif kind == "mount_sources":    # a user-namespace container's bind sources, cloned as host root
+            from ocirun.linux.mountsources import send_trees
+            send_trees(parent_sock, container_pid, config, opts.bundle)
         elif kind == "hooks":
             reached_hooks.append(state)
             _run_runtime_hooks(config, state, container_pid, parent_sock)

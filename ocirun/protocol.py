@@ -1,8 +1,9 @@
 """Parent <-> init messages: one JSON object per SOCK_SEQPACKET packet, fds in the same packet.
 
 Types, in order (see docs/ARCHITECTURE.md): bootstrap (parent->init), userns_map / ack,
-child_pid, hooks / ack, seccomp_fd {fd} / ack (a notify filter was just loaded), ready; error {msg}
-at any point. EOF before `ready` means init died.
+child_pid, mount_sources / mount_sources... (ocirun/linux/mountsources.py), hooks / ack,
+seccomp_fd {fd} / ack (a notify filter was just loaded), ready; error {msg} at any point. EOF before
+`ready` means init died.
 
 Works on socket.socket and on _socket.socket objects: `create` uses the C module directly, because
 the socket module imports selectors and enum (about 4 ms on every create).

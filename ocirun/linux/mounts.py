@@ -8,8 +8,9 @@ filesystem as data (`size=64k,mode=755`), as runc does.
 Bind mounts use the new mount API: open_tree(OPEN_TREE_CLONE) of the source, mount_setattr on the
 detached copy (ro, nosuid, idmap...), move_mount onto the destination fd. mount_setattr only changes
 the attributes named, so flags locked by a user namespace (nosuid/nodev on the source) are kept and a
-read-only bind needs no MS_REMOUNT guesswork. Other filesystems use mount(2) with the destination
-given as /proc/self/fd/N of an fd resolved inside the rootfs (hardening D-2).
+read-only bind needs no MS_REMOUNT guesswork. In a user namespace the source is cloned (and
+idmapped) by the runtime as host root instead (ocirun/linux/mountsources.py). Other filesystems use
+mount(2) with the destination given as /proc/self/fd/N of an fd resolved inside the rootfs (D-2).
 """
 import errno
 import os
@@ -246,15 +247,17 @@ def userns_fd_for(uid_mappings: list[dict], gid_mappings: list[dict]) -> int:
         os.waitpid(pid, 0)
 
 
-def idmap_userns(m: dict, where: str, in_userns: bool) -> int:
+def idmap_userns(m: dict, where: str, container_userns: str | None) -> int:
+    """The user namespace fd of an idmapped mount: one with the mount's own mappings, else the
+    container's (container_userns: its /proc/<pid>/ns/user path, None without one)."""
     uids, gids = m.get("uidMappings"), m.get("gidMappings")
     if bool(uids) != bool(gids):
         raise ConfigError(where, "uidMappings and gidMappings must be given together")
     if uids:
         return userns_fd_for(uids, gids)
-    if not in_userns:
+    if not container_userns:
         raise ConfigError(where, "idmap needs uidMappings/gidMappings or a container user namespace")
-    return os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    return os.open(container_userns, os.O_RDONLY | os.O_CLOEXEC)
 
 
 # --- one mount ---------------------------------------------------------------------------------------
@@ -274,6 +277,7 @@ class MountRequest:
                  options: MountOptions, raw: dict):
         self.index, self.destination, self.fstype = index, destination, fstype
         self.source, self.options, self.raw = source, options, raw
+        self.tree: int | None = None   # the source already cloned by the runtime (mountsources.py)
 
     @property
     def where(self) -> str:
@@ -309,7 +313,7 @@ def check_proc_destination(req: MountRequest, real_dest: str | None) -> None:
             continue
         if req.options.bind and req.source:
             try:
-                fd = os.open(req.source, sc.O_PATH | os.O_CLOEXEC)
+                fd = os.dup(req.tree) if req.tree is not None else os.open(req.source, sc.O_PATH | os.O_CLOEXEC)
                 try:
                     if sc.fstatfs_type(fd) in (safepath.PROC_SUPER_MAGIC, FUSE_SUPER_MAGIC):
                         continue
@@ -325,7 +329,7 @@ def _is_dir_source(req: MountRequest) -> bool:
     if not req.options.bind:
         return True
     try:
-        return stat.S_ISDIR(os.stat(req.source).st_mode)
+        return stat.S_ISDIR(os.stat(req.source if req.tree is None else req.tree).st_mode)
     except OSError as e:
         raise SyscallError(e.errno, "stat", f"source {req.source}") from None
 
@@ -346,23 +350,37 @@ def apply_after(req: MountRequest, root_fd: int) -> None:
         os.close(fd)
 
 
-def bind_mount(req: MountRequest, target_fd: int, in_userns: bool) -> None:
+def clone_source(req: MountRequest, container_userns: str | None) -> int:
+    """A detached copy of a bind's source (open_tree OPEN_TREE_CLONE, recursive for rbind), idmapped
+    when the mount asks for it (which the kernel allows only on a tree not yet attached)."""
     o = req.options
-    flags = sc.OPEN_TREE_CLONE | (sc.AT_RECURSIVE if o.recursive else 0)
+    flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | (sc.AT_RECURSIVE if o.recursive else 0)
     tree = sc.open_tree(-100, req.source, flags, label=f"src={req.source}")  # AT_FDCWD: a host path
     try:
-        attr_set, attr_clr = bind_attrs(o)
-        if attr_set or attr_clr:
-            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH, attr_set, attr_clr,
-                             label=f"src={req.source}, dst={req.destination}")
         if o.idmap or o.ridmap or req.raw.get("uidMappings"):
-            userns = idmap_userns(req.raw, f"mounts[{req.index}]", in_userns)
+            userns = idmap_userns(req.raw, f"mounts[{req.index}]", container_userns)
             try:
                 sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if o.ridmap else 0),
                                  sc.MOUNT_ATTR_IDMAP, 0, 0, userns,
                                  label=f"src={req.source}, dst={req.destination} (idmap)")
             finally:
                 os.close(userns)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def bind_mount(req: MountRequest, target_fd: int, in_userns: bool) -> None:
+    """The source's tree (cloned here, or by the runtime: req.tree), its attributes, moved onto the fd."""
+    tree, req.tree = req.tree, None
+    if tree is None:
+        tree = clone_source(req, "/proc/self/ns/user" if in_userns else None)
+    try:
+        attr_set, attr_clr = bind_attrs(req.options)
+        if attr_set or attr_clr:
+            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH, attr_set, attr_clr,
+                             label=f"src={req.source}, dst={req.destination}")
         sc.move_mount(tree, "", target_fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH,
                       label=f"src={req.source}, dst={req.destination}")
     finally:

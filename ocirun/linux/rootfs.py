@@ -75,6 +75,9 @@ def prepare_rootfs(ctx) -> None:
     cfg = ctx.config
     _root_propagation(ctx)  # validate before any side effect; applied in enter_rootfs
     reqs = [mounts.request(i, m, ctx.bundle) for i, m in enumerate(cfg.get("mounts") or [])]
+    trees = ctx.extra.pop("source_trees", None) or {}   # bind sources the runtime cloned (mountsources.py)
+    for req in reqs:
+        req.tree = trees.get(req.index)
     if ctx.new_mntns:
         # D-17: nothing we mount may propagate to the host
         sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)

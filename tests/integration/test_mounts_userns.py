@@ -5,9 +5,11 @@ mounts. Real containers made by the CLI, checked from inside and from the host.
 """
 import os
 import shutil
+import tempfile
 
 import pytest
 
+from ocirun.linux import syscalls as sc
 from tests.conftest import base_config
 from tests.integration.test_rootfs_units import mountinfo_entries
 from tests.integration.test_userns import (HOST_BASE, cid, make_bundle, run_ok, share,  # noqa: F401 (fixtures)
@@ -102,3 +104,77 @@ def test_no_pivot_leaves_no_full_host_proc_to_mount_a_bare_proc_from(ocirun, use
     proc = ocirun("run", "--no-pivot", "-b", make_bundle(ocirun, rootfs, config), cid("np"))
     assert "mounted-a-bare-proc" not in proc.stdout
     assert proc.returncode == 1 and "permission denied" in proc.stderr, proc.stderr
+
+
+# --- bind sources only host root can reach, idmapped mounts (cloned by the runtime) ----------------------
+
+@pytest.fixture
+def private_dir():
+    """A host dir only host root may enter (0700), holding a 0755 dir `vol` and a 0644 file `f`: the
+    container's root (host uid 100000) can read both, but not reach them by path."""
+    path = tempfile.mkdtemp(prefix="ocirun-private-", dir="/tmp")
+    try:
+        os.chmod(path, 0o700)
+        os.mkdir(os.path.join(path, "vol"), 0o755)
+        for name in ("vol/file", "f"):
+            with open(os.path.join(path, name), "w") as f:
+                f.write(f"content of {name}\n")
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_bind_sources_only_host_root_can_reach_are_mounted_in_a_user_namespace(ocirun, userns_rootfs, private_dir):
+    config = userns_config(["sh", "-c", "cat /vol/file /f; stat -c '%u:%g' /vol/file; "
+                                        "echo x > /vol/new 2>/dev/null || echo ro-kept"])
+    config["mounts"] += [{"destination": "/vol", "type": "bind", "source": f"{private_dir}/vol", "options": ["rbind", "ro"]},
+                         {"destination": "/f", "type": "bind", "source": f"{private_dir}/f", "options": ["bind"]}]
+    out = run_ok(ocirun, userns_rootfs, config)
+    assert out.splitlines() == ["content of vol/file", "content of f", "65534:65534", "ro-kept"]
+
+
+def test_a_missing_bind_source_in_a_user_namespace_names_the_mount(ocirun, userns_rootfs, private_dir):
+    config = userns_config(["true"])
+    config["mounts"].append({"destination": "/vol", "type": "bind", "source": f"{private_dir}/nope", "options": ["bind"]})
+    err = run_fails(ocirun, userns_rootfs, config)
+    assert "mounts[7] (destination /vol): open_tree" in err and "no such file or directory" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not os.path.exists(os.path.join(ocirun.root, cid("m1")))
+
+
+def test_idmap_in_a_user_namespace_maps_the_source_through_the_containers_mappings(ocirun, userns_rootfs, share):
+    (share / "hostfile").write_text("x")     # owned by host root: unmapped in the container
+    config = userns_config(["sh", "-c", "stat -c '%u:%g' /idm/hostfile /plain/hostfile; "
+                                        "touch /idm/made && stat -c '%u:%g' /idm/made"])
+    config["mounts"] += [{"destination": "/idm", "type": "bind", "source": str(share), "options": ["rbind", "idmap"]},
+                         {"destination": "/plain", "type": "bind", "source": str(share), "options": ["rbind"]}]
+    out = run_ok(ocirun, userns_rootfs, config)
+    assert out.split() == ["0:0", "65534:65534", "0:0"]
+    # written through the idmapped mount by the container's root: host root owns it
+    st = os.stat(share / "made")
+    assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+def test_idmap_with_the_mounts_own_mappings_in_a_user_namespace(ocirun, userns_rootfs, share):
+    (share / "hostfile").write_text("x")
+    config = userns_config(["stat", "-c", "%u:%g", "/idm/hostfile"])
+    # the mount's mappings: host (on-disk) 0 -> 101000/102000, which the container sees as 1000/2000
+    config["mounts"].append({"destination": "/idm", "type": "bind", "source": str(share), "options": ["bind", "idmap"],
+                             "uidMappings": [{"containerID": 0, "hostID": HOST_BASE + 1000, "size": 1}],
+                             "gidMappings": [{"containerID": 0, "hostID": HOST_BASE + 2000, "size": 1}]})
+    assert run_ok(ocirun, userns_rootfs, config).split() == ["1000:2000"]
+
+
+@pytest.mark.parametrize("option", ["idmap", "ridmap"])
+def test_ridmap_idmaps_the_submounts_too(ocirun, userns_rootfs, share, option):
+    (share / "sub").mkdir()
+    sc.mount("tmpfs", str(share / "sub"), "tmpfs", 0, "mode=755")
+    try:
+        (share / "sub" / "file").write_text("x")
+        config = userns_config(["stat", "-c", "%u:%g", "/idm/sub/file"])
+        config["mounts"].append({"destination": "/idm", "type": "bind", "source": str(share),
+                                 "options": ["rbind", option]})
+        expected = "0:0" if option == "ridmap" else "65534:65534"
+        assert run_ok(ocirun, userns_rootfs, config).split() == [expected]
+    finally:
+        sc.umount2(str(share / "sub"), sc.MNT_DETACH)

@@ -1,0 +1,92 @@
+"""Bind sources of a user-namespace container, cloned by the runtime and handed to the init.
+
+In a user namespace the container's root is an ordinary host uid: it can not reach a source below a
+directory only host root may search (0700, /root/...), and it may not make an idmapped mount (the
+kernel wants a caller privileged over the source's filesystem, host root, and a detached tree). So,
+as runc's parent opens the mount sources for its init, `create` (host root) forks a helper that
+enters the container's new mount namespace, still the copy of the runtime's made by unshare, and
+clones each bind source there with open_tree(OPEN_TREE_CLONE), idmapped when asked
+(mounts.clone_source). The init attaches the trees with move_mount (mounts.bind_mount). A clone made
+in that namespace keeps the locks its copy got: a read-only or nosuid host mount stays so.
+
+Messages: the init sends {"type": "mount_sources"} (after child_pid); the helper answers on the same
+socket with {"type": "mount_sources", "indexes": [...], "done": bool} packets, at most
+protocol.MAX_FDS trees each, in the order of the indexes, or {"type": "error", "msg"}.
+"""
+import os
+
+from ocirun import protocol
+from ocirun.errors import SyscallError
+from ocirun.linux import mounts
+from ocirun.linux import syscalls as sc
+
+
+def bind_requests(config: dict, bundle: str) -> list:
+    reqs = (mounts.request(i, m, bundle) for i, m in enumerate(config.get("mounts") or []))
+    return [r for r in reqs if r.options.bind]
+
+
+def wanted(config: dict) -> bool:
+    """Whether the config has a bind mount (the init then asks for the trees)."""
+    return any("bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
+               or m.get("type") == "bind" for m in config.get("mounts") or [])
+
+
+def clone_in_container(pid: int, config: dict, bundle: str) -> list[tuple[int, int]]:
+    """(index, tree fd) of every bind source, cloned in the mount namespace of `pid` (the container's
+    init). Call in a process of its own: it stays in that namespace."""
+    mntns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(mntns, sc.CLONE_NEWNS, label="the container's mount namespace")
+    finally:
+        os.close(mntns)
+    trees = []
+    for req in bind_requests(config, bundle):
+        try:
+            trees.append((req.index, mounts.clone_source(req, f"/proc/{pid}/ns/user")))
+        except SyscallError as e:
+            raise SyscallError(e.errno, f"{req.where}: {e.op}", e.detail) from None
+    return trees
+
+
+def send_trees(sock, pid: int, config: dict, bundle: str) -> None:
+    """In `create`, asked by the init: a forked helper clones the sources and sends them to the init
+    on `sock` (or an error message); the helper's own failure to say anything becomes an error."""
+    from ocirun.procexec import describe
+    helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            trees = clone_in_container(pid, config, bundle)
+            step = protocol.MAX_FDS
+            for i in range(0, max(len(trees), 1), step):
+                batch = trees[i:i + step]
+                protocol.send(sock, {"type": "mount_sources", "indexes": [t[0] for t in batch],
+                                     "done": i + step >= len(trees)}, [t[1] for t in batch])
+            code = 0
+        except BaseException as exc:
+            try:
+                protocol.send(sock, {"type": "error", "msg": describe(exc)})
+                code = 0
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(helper, 0)
+    if status != 0:
+        protocol.send(sock, {"type": "error", "msg": "mounts: the helper that opens bind sources failed"})
+
+
+def receive_trees(sock) -> dict[int, int]:
+    """In the init: {mount index: tree fd} from the helper's messages; an error message raises."""
+    from ocirun.errors import OciError
+    trees: dict[int, int] = {}
+    while True:
+        msg, fds = protocol.recv(sock)
+        if msg is None or msg.get("type") != "mount_sources":
+            for fd in fds + list(trees.values()):
+                os.close(fd)
+            raise OciError((msg or {}).get("msg", "parent went away while sending bind sources"))
+        trees.update(zip(msg["indexes"], fds))
+        if msg.get("done"):
+            return trees
