@@ -134,3 +134,13 @@ def test_a_rootfs_symlink_to_the_host_root(ocirun):
     os.unlink(os.path.join(bundle, "rootfs"))
     os.symlink("/", os.path.join(bundle, "rootfs"))
     create_fails(ocirun, bundle, "root.path", "invalid rootfs")
+
+
+def test_a_10_mb_config_runs(ocirun):
+    """runc takes it; the whole config once travelled to the init in one packet ("message too long")."""
+    config = base_config(["sh", "-c", 'echo "${#BIG}"'])
+    config["annotations"] = {"big": "x" * 10_000_000}
+    config["process"]["env"].append("BIG=" + "y" * 100_000)
+    proc = ocirun.run_output(config, "big")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["100000"]
