@@ -13,7 +13,17 @@ Decisions, like runc:
 - SCMP_ACT_NOTIFY is refused as the default action and for the `write` syscall: the init has to
   write to its sync socket after loading the filter, and nobody could answer that notification yet;
   it also requires listenerPath (a notification nobody listens to would hang the container);
-- libseccomp's own no_new_privs bit is turned off: NoNewPrivileges is process.noNewPrivileges' job.
+- libseccomp's own no_new_privs bit is turned off: NoNewPrivileges is process.noNewPrivileges' job;
+- syscalls newer than the profile get ENOSYS, not the default action (runc's patchbpf): when the
+  default action denies (anything but ALLOW, LOG and TRACE, and not already ERRNO(ENOSYS)), every
+  syscall whose number, on the architecture making it, is above the largest number of the syscalls
+  the profile names (whatever their action; names libseccomp does not know do not count) fails
+  with ENOSYS. A newer libc then falls back (clone3 -> clone, statx -> fstatat, ...) instead of
+  failing on EPERM, whether or not this libseccomp knows the new call. The check is a stub of
+  classic BPF run before libseccomp's program, so the filter is loaded with seccomp(2) directly
+  (the flags libseccomp would pass, NEW_LISTENER for a notify filter). x32 calls are compared with
+  the largest x32 number; syscalls the profile does not name below the largest still get the
+  default action.
 
 Handing the notify fd to the agent: load() returns the fd; send_notify_fd() connects to listenerPath
 and sends the container process state with the fd in SCM_RIGHTS. It uses socket/connect/sendmsg/
@@ -24,6 +34,7 @@ sync socket, or the parent takes it with pidfd_getfd; find_notify_fd() locates i
 """
 import errno as _errno
 import os
+import struct
 
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import syscalls
@@ -71,6 +82,18 @@ FLAGS = {
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (_ATTR_CTL_WAITKILL, (2, 6, 0)),
 }
 
+# seccomp(2) filter flags (linux/seccomp.h)
+_FILTER_FLAG_BITS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+                     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32}
+_FLAG_NEW_LISTENER = 8
+_FLAG_TSYNC_ESRCH = 16
+
+# Default actions that let an unknown syscall through: no ENOSYS stub (runc's isAllowAction)
+_PERMISSIVE_DEFAULTS = ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE")
+_X32_SYSCALL_BIT = 0x40000000
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_AUDIT_ARCH_X32 = 0x4000003E        # libseccomp's token; the kernel reports x32 calls as x86_64
+
 MAX_SYSCALL_ARGS = 6
 # What send_notify_fd() calls; notifying one of these from the sending process would deadlock it.
 _SENDER_SYSCALLS = frozenset({"socket", "connect", "sendmsg", "sendto", "write", "close", "poll", "fcntl"})
@@ -80,8 +103,11 @@ class SeccompFilter:
     """A built libseccomp filter context, ready to be loaded into the calling thread."""
 
     def __init__(self, ctx: int, *, has_notify: bool, notified: frozenset[str], listener_path: str | None,
-                 listener_metadata: str | None):
+                 listener_metadata: str | None, enosys_above: dict[int, int] | None = None,
+                 load_flags: int = 0):
         self._ctx = ctx
+        self.enosys_above = enosys_above or {}     # arch token -> largest number the profile names
+        self._load_flags = load_flags               # seccomp(2) flags of the profile's `flags`
         self.has_notify = has_notify                 # some rule uses SCMP_ACT_NOTIFY
         self.notified_syscalls = notified            # names of the syscalls with SCMP_ACT_NOTIFY
         self.listener_path = listener_path
@@ -98,6 +124,13 @@ class SeccompFilter:
         Returns the notify (listener) fd when a rule uses SCMP_ACT_NOTIFY, else None.
         """
         self._check_open()
+        if self.enosys_above:
+            program = enosys_stub(self.enosys_above) + self.export_bpf()
+            flags = self._load_flags
+            if self.has_notify:
+                flags |= _FLAG_NEW_LISTENER | (_FLAG_TSYNC_ESRCH if flags & 1 else 0)
+            fd = syscalls.seccomp_set_mode_filter(flags, program)
+            return fd if self.has_notify else None
         syscalls.scmp_load(self._ctx)
         if self.has_notify:
             return syscalls.scmp_notify_fd(self._ctx)
@@ -210,6 +243,7 @@ def compile_filter(seccomp: dict, path: str = "linux.seccomp") -> SeccompFilter:
 
     rules = []          # (action, syscall number, comparisons, label)
     notified = set()
+    named = set()       # every syscall name the profile mentions, for the ENOSYS stub
     for i, entry in enumerate(seccomp.get("syscalls") or ()):
         spath = f"{path}.syscalls[{i}]"
         if not isinstance(entry, dict):
@@ -226,6 +260,7 @@ def compile_filter(seccomp: dict, path: str = "linux.seccomp") -> SeccompFilter:
         for k, name in enumerate(names):
             if not isinstance(name, str) or not name:
                 raise ConfigError(f"{spath}.names[{k}]", "must be a syscall name")
+            named.add(name)
             if action_name == "SCMP_ACT_NOTIFY":
                 if name == "write":
                     raise ConfigError(f"{spath}.names[{k}]", "SCMP_ACT_NOTIFY cannot be used for the write "
@@ -266,8 +301,83 @@ def compile_filter(seccomp: dict, path: str = "linux.seccomp") -> SeccompFilter:
     except BaseException:
         syscalls.scmp_release(ctx)
         raise
+    enosys_above = {}
+    if default_name not in _PERMISSIVE_DEFAULTS and default_action != ACTIONS["SCMP_ACT_ERRNO"] | _errno.ENOSYS:
+        tokens = [syscalls.scmp_arch_native()] + [token for token, _i, _arch in arches]
+        enosys_above = _largest_numbers(tokens, named)
+    load_flags = 0
+    for _attr, flag in attrs:
+        load_flags |= _FILTER_FLAG_BITS[flag]
+    if not notified:
+        load_flags &= ~_FILTER_FLAG_BITS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]   # needs a listener
     return SeccompFilter(ctx, has_notify=bool(notified), notified=frozenset(notified),
-                         listener_path=listener_path, listener_metadata=metadata)
+                         listener_path=listener_path, listener_metadata=metadata,
+                         enosys_above=enosys_above, load_flags=load_flags)
+
+
+def _largest_numbers(tokens: list[int], names: set[str]) -> dict[int, int]:
+    """{arch token: the largest syscall number among names on that arch}, arches with none left out."""
+    out = {}
+    for token in dict.fromkeys(tokens):
+        numbers = [syscalls.scmp_syscall_resolve_name_arch(token, name) for name in names]
+        numbers = [nr for nr in numbers if nr >= 0]
+        if numbers:
+            out[token] = max(numbers)
+    return out
+
+
+# classic BPF (linux/filter.h, linux/bpf_common.h) and struct seccomp_data offsets
+_LD_W_ABS, _JEQ_K, _JGT_K, _JGE_K, _JA, _RET_K = 0x20, 0x15, 0x25, 0x35, 0x05, 0x06
+_DATA_NR, _DATA_ARCH = 0, 4
+_RET_ERRNO = 0x00050000
+
+
+def enosys_stub(enosys_above: dict[int, int]) -> bytes:
+    """Classic BPF that returns ERRNO(ENOSYS) for a syscall numbered above the largest the profile
+    names on the calling architecture, and otherwise falls through to the program appended after
+    it (libseccomp's, which starts by loading the arch again). Arches not in the map fall through.
+
+    Instructions are built with labels, then jumps become offsets from the next instruction."""
+    code: list[tuple] = []      # (opcode, jt label, jf label, k); labels: int index or name
+    labels: dict = {}
+    x32_max = enosys_above.get(_AUDIT_ARCH_X32)
+    arches = [token for token in enosys_above if token != _AUDIT_ARCH_X32]
+    if x32_max is not None and _AUDIT_ARCH_X86_64 not in arches:
+        arches.append(_AUDIT_ARCH_X86_64)
+    code.append((_LD_W_ABS, None, None, _DATA_ARCH))
+    for i, token in enumerate(arches):
+        next_check = f"arch{i + 1}" if i + 1 < len(arches) else "continue"
+        labels[f"arch{i}"] = len(code)
+        code.append((_JEQ_K, None, next_check, token))
+        code.append((_LD_W_ABS, None, None, _DATA_NR))
+        native_max = enosys_above.get(token)
+        if token == _AUDIT_ARCH_X86_64:
+            code.append((_JGE_K, f"x32_{i}", None, _X32_SYSCALL_BIT))
+        code.append(_above(native_max))
+        if token == _AUDIT_ARCH_X86_64:
+            labels[f"x32_{i}"] = len(code)
+            code.append(_above(x32_max))
+    labels["enosys"] = len(code)
+    code.append((_RET_K, None, None, _RET_ERRNO | _errno.ENOSYS))
+    labels["continue"] = len(code)
+
+    out = bytearray()
+    for index, (op, jt, jf, k) in enumerate(code):
+        if op == _JA:
+            k = labels[k] - index - 1
+            jt_off = jf_off = 0
+        else:
+            jt_off = labels[jt] - index - 1 if jt is not None else 0
+            jf_off = labels[jf] - index - 1 if jf is not None else 0
+        out += struct.pack("=HBBI", op, jt_off, jf_off, k)
+    return bytes(out)
+
+
+def _above(largest: int | None) -> tuple:
+    """nr > largest -> ENOSYS, else the profile's program; no largest known -> the program."""
+    if largest is None:
+        return (_JA, None, None, "continue")
+    return (_JGT_K, "enosys", "continue", largest)
 
 
 def process_state(state: dict, metadata: str | None) -> dict:

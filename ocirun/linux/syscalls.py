@@ -400,6 +400,8 @@ def _libseccomp():
             "seccomp_arch_resolve_name": (u32, [ctypes.c_char_p]),
             "seccomp_arch_native": (u32, []),
             "seccomp_syscall_resolve_name": (cint, [ctypes.c_char_p]),
+            "seccomp_syscall_resolve_name_arch": (cint, [u32, ctypes.c_char_p]),
+            "seccomp_syscall_resolve_num_arch": (ctypes.c_void_p, [u32, cint]),
             "seccomp_rule_add_array": (cint, [ctx, u32, cint, ctypes.c_uint, ctypes.POINTER(ScmpArgCmp)]),
             "seccomp_attr_set": (cint, [ctx, cint, u32]),
             "seccomp_load": (cint, [ctx]),
@@ -460,6 +462,24 @@ def scmp_syscall_resolve_name(name: str) -> int:
     return _libseccomp().seccomp_syscall_resolve_name(name.encode())
 
 
+def scmp_syscall_resolve_name_arch(arch_token: int, name: str) -> int:
+    """The syscall number on that architecture (x32 numbers include __X32_SYSCALL_BIT); negative
+    when the call does not exist there or libseccomp does not know it."""
+    return _libseccomp().seccomp_syscall_resolve_name_arch(arch_token, name.encode())
+
+
+def scmp_syscall_name(nr: int, arch_token: int | None = None) -> str | None:
+    """The name libseccomp gives syscall nr on the architecture (native by default), or None."""
+    lib = _libseccomp()
+    ptr = lib.seccomp_syscall_resolve_num_arch(scmp_arch_native() if arch_token is None else arch_token, nr)
+    if not ptr:
+        return None
+    try:
+        return ctypes.string_at(ptr).decode()
+    finally:
+        _libc.free(ctypes.c_void_p(ptr))
+
+
 def scmp_rule_add(ctx: int, action: int, syscall_nr: int, args: list[tuple[int, int, int, int]],
                   *, label: str = "") -> None:
     """seccomp_rule_add_array(3); args are (index, op, datum_a, datum_b)."""
@@ -482,6 +502,22 @@ def scmp_export_bpf(ctx: int, fd: int) -> None:
 
 def scmp_notify_fd(ctx: int) -> int:
     return _scmp_check(_libseccomp().seccomp_notify_fd(ctx), "seccomp_notify_fd")
+
+
+SECCOMP_SET_MODE_FILTER = 1
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_mode_filter(flags: int, program: bytes) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): program is a struct sock_filter array.
+    Returns the listener fd with SECCOMP_FILTER_FLAG_NEW_LISTENER, else 0."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    return _raw("seccomp", ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags), ctypes.byref(prog),
+                detail=f"flags={flags:#x} instructions={len(program) // 8}")
 
 
 # --- bpf(2): cgroup v2 device programs (ocirun/linux/cgroups/v2.py) --------------------------------

@@ -9,8 +9,10 @@ import fcntl
 import json
 import os
 import select
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 
 import pytest
@@ -143,6 +145,58 @@ def test_seccomp_argument_rule_only_blocks_matching_calls(ocirun):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == os.uname().machine
     assert "i686" not in proc.stdout and "rc=1" in proc.stdout
+
+
+SYSCALL_PROBE_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+    static const long calls[][2] = {{435, 0}, {462, 0}, {140, 0}};  /* clone3, mseal, getpriority */
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        long r = syscall(calls[i][0], -1L, 0L, 0L);
+        printf("%ld %d\n", calls[i][0], r < 0 ? errno : 0);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def syscall_probe(tmp_path_factory):
+    """A static program that makes raw syscalls and prints "nr errno" for each (busybox cannot)."""
+    if not shutil.which("gcc"):
+        pytest.skip("needs gcc")
+    d = tmp_path_factory.mktemp("probe")
+    (d / "probe.c").write_text(SYSCALL_PROBE_C)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(d / "probe"), str(d / "probe.c")], check=True)
+    return str(d / "probe")
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_seccomp_syscalls_newer_than_the_profile_get_enosys_not_the_default_action(ocirun, syscall_probe, nnp):
+    # runc's patchbpf: a denying default would break a newer libc's fallbacks (clone3 -> clone);
+    # syscalls above the largest the profile names get ENOSYS, even ones libseccomp does not know
+    # (mseal, 462, is newer than this libseccomp 2.5.4), while an unnamed older one (getpriority)
+    # still gets the default action.
+    names = [syscalls.scmp_syscall_name(nr) for nr in range(0, 335)]       # up to rseq (334)
+    allowed = [n for n in names if n and n != "getpriority"]
+    config = base_config(["/probe"])
+    config["process"]["noNewPrivileges"] = nnp
+    config["mounts"].append({"destination": "/probe", "type": "bind", "source": syscall_probe,
+                             "options": ["bind", "ro"]})
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ERRNO",
+                                  "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                                  "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}
+    out = run_ok(ocirun, config)
+    assert out.split("\n")[:3] == [f"435 {errno.ENOSYS}", f"462 {errno.ENOSYS}", f"140 {errno.EPERM}"], out
+    # an allowing default needs no stub: the kernel's own answer (EINVAL for these arguments)
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                  "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}]}
+    out = run_ok(ocirun, config, cid="c2")
+    assert out.split("\n")[:3] == [f"435 {errno.EINVAL}", f"462 {errno.EINVAL}", f"140 {errno.EPERM}"], out
 
 
 def test_seccomp_errno_ret_with_a_non_errno_action_is_refused(ocirun):
@@ -299,6 +353,29 @@ def test_seccomp_notify_on_syscalls_the_runtime_makes_after_the_load_does_not_ha
         assert agent.error is None, agent.error
     finally:
         ocirun("delete", "-f", "c1")
+        agent.close()
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_seccomp_enosys_stub_with_a_notify_rule_hands_its_listener_over(ocirun, syscall_probe, listener, nnp):
+    # the stub makes the runtime load the filter with seccomp(2) itself: NEW_LISTENER for notify
+    sock, path = listener
+    names = [syscalls.scmp_syscall_name(nr) for nr in range(0, 335)]
+    allowed = [n for n in names if n and n not in ("getpriority", "getppid")]
+    config = base_config(["/probe"])
+    config["process"]["noNewPrivileges"] = nnp
+    config["mounts"].append({"destination": "/probe", "type": "bind", "source": syscall_probe,
+                             "options": ["bind", "ro"]})
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": path,
+                                  "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"},
+                                               {"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}
+    agent = ContinuingAgent(sock)
+    try:
+        proc = ocirun.run_output(config, timeout=20)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split("\n")[:3] == [f"435 {errno.ENOSYS}", f"462 {errno.ENOSYS}", f"140 {errno.EPERM}"]
+        assert agent.received == 1 and agent.error is None
+    finally:
         agent.close()
 
 
