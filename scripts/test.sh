@@ -2,8 +2,8 @@
 # The whole test suite: set-up, unit and root integration tests, the client smoke tests (real
 # podman, containerd and dockerd driving ocirun), the OCI runtime-tools conformance suite
 # (scripts/conformance.sh: fails on any failure known-issues.tsv does not tag) and the pure cgroup v2
-# lane in a throwaway VM. SMOKE=0, CONFORMANCE=0 or CGV2=0 skip those lanes (for a quick local run);
-# CI runs everything.
+# lane in a throwaway VM. SMOKE=0, CONFORMANCE=0 or CGV2=0 skip those lanes, OCIRUN_SKIP_CHURN=1 the
+# churn test (for a quick local run); CI runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -17,11 +17,6 @@ class Manager:
     # subclasses: create, add, set, freeze, thaw, is_frozen, pids, stats, destroy, exists,
     # oom_kill_count, can_freeze, to_dict, dirs_text
 
-    def uses_default_parent(self) -> bool:
-        """The path is the default one (ocirun/<name>, relative): its parent is ours to remove."""
-        parts = self.path.split("/")
-        return not self.systemd and len(parts) == 2 and parts[0] == "ocirun"
-
     def _signal_all(self, sig: int) -> None:
         for pid in self.pids():
             try:

@@ -104,8 +104,8 @@ def _write_error(directory: str, w, exc: OSError) -> CgroupError:
 
 
 def mkdirs(path: str, attempts: int = 3) -> list[str]:
-    """mkdir -p; returns the directories it created, top first. A parent removed under us (the
-    shared default parent is removed by whoever empties it, see remove_if_empty) is made again."""
+    """mkdir -p; returns the directories it created, top first. A parent removed under us (by an
+    administrator, or an older ocirun that removed the shared default parent once empty) is made again."""
     created: list[str] = []
     todo = []
     p = path
@@ -125,15 +125,6 @@ def mkdirs(path: str, attempts: int = 3) -> list[str]:
         except OSError as exc:
             raise CgroupError(f"mkdir {d}: {os.strerror(exc.errno)}") from exc
     return created
-
-
-def remove_if_empty(directory: str) -> None:
-    """rmdir a parent cgroup the runtime made for its default paths, once no container uses it:
-    the kernel refuses (EBUSY/ENOTEMPTY) while it has children or processes, which is the check."""
-    try:
-        os.rmdir(directory)
-    except OSError:
-        pass
 
 
 def procs(directory: str, recursive: bool = True) -> list[int]:

@@ -148,9 +148,7 @@ class V1Manager(Manager):
                 errors.append(str(exc))
         if errors:
             raise CgroupError("; ".join(errors))
-        if self.uses_default_parent():
-            for d in self.dirs.values():
-                fs.remove_if_empty(os.path.dirname(d))
+        # the shared default parent (ocirun/) is kept: see README "Decisions"
 
     def to_dict(self) -> dict:
         return {"version": "v1", "path": self.path, "systemd": self.systemd, "dirs": dict(self.dirs)}

@@ -187,9 +187,7 @@ class V2Manager(Manager):
     # --- removal ----------------------------------------------------------------------------------
 
     def destroy(self) -> None:
-        fs.rmdir_tree(self.dir)
-        if self.uses_default_parent():
-            fs.remove_if_empty(os.path.dirname(self.dir))
+        fs.rmdir_tree(self.dir)     # (not the shared default parent: see README "Decisions")
 
     def to_dict(self) -> dict:
         return {"version": "v2", "path": self.path, "systemd": self.systemd, "dir": self.dir,
