@@ -134,7 +134,8 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
     if console_sock is not None:
         foreground = plan.get("foreground_tty")
         size = process.get("consoleSize") or (foreground or {}).get("size")
-        setup_terminal(console_sock, size, clear_onlcr=foreground is not None)
+        setup_terminal(console_sock, size, clear_onlcr=foreground is not None,
+                       uid=(process.get("user") or {}).get("uid", 0))
     # stdio and the preserved fds 3..3+N-1 cross the execve; everything else (the sync socket
     # included, whose closing tells the parent that execve succeeded) is close-on-exec. Marked
     # before the seccomp filter, which may deny close_range; later fds are O_CLOEXEC anyway.
@@ -158,11 +159,12 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
     os.execve(path, process["args"], env_dict(env))
 
 
-def setup_terminal(console_sock: int, size: dict | None, clear_onlcr: bool = False) -> None:
+def setup_terminal(console_sock: int, size: dict | None, clear_onlcr: bool = False, uid: int = 0) -> None:
     """A pty of the container's devpts (we are in its mount namespace): the master goes over the
     console socket (one message: the pty's name, the fd in SCM_RIGHTS, as runc's utils.SendFd), the
     slave becomes our controlling terminal and stdio."""
     master, slave, name = console.open_pty()
+    console.give_to_user(slave, uid)    # the pty belongs to process.user (runc)
     try:
         console.set_size(master, size)
         if clear_onlcr:     # `ocirun exec -t` proxies to a terminal that translates "\n" itself (runc)

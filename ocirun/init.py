@@ -133,7 +133,8 @@ class Init:
         seal_imports()
         rootfs.enter_rootfs(ctx)
         if process.get("terminal"):
-            console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"))
+            console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"),
+                                  uid=(process.get("user") or {}).get("uid", 0))
         self.write_sysctl(linux.get("sysctl") or {})
         make_cwd(process.get("cwd"))    # as runc: inside the new root, before root.readonly
         rootfs.finalize_rootfs(ctx)

@@ -32,10 +32,23 @@ def set_size(fd: int, size: dict | None) -> None:
         fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", int(size.get("height", 0)), int(size.get("width", 0)), 0, 0))
 
 
-def setup_console(console_socket_fd: int | None, size: dict | None) -> int:
+def give_to_user(slave: int, uid: int) -> None:
+    """The pty belongs to process.user, so that the user can use their console (runc's
+    fixStdioPermissions): the uid changes, the group stays the one devpts gave (gid=5, tty).
+    EINVAL (the gid is unmapped in the user namespace), EPERM (the owner is unmapped) and EROFS
+    leave it as it is, as runc does."""
+    try:
+        os.fchown(slave, uid, -1)
+    except OSError as exc:
+        if exc.errno not in (1, 22, 30):   # EPERM, EINVAL, EROFS
+            raise OciError(f"process.terminal: chown the console to uid {uid}: {exc.strerror}") from None
+
+
+def setup_console(console_socket_fd: int | None, size: dict | None, uid: int = 0) -> int:
     if console_socket_fd is None:
         raise OciError("process.terminal: a console socket is required (--console-socket)")
     master, slave, name = open_pty()
+    give_to_user(slave, uid)
     set_size(master, size)
     try:
         fd = os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)

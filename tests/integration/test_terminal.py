@@ -108,6 +108,33 @@ def test_create_sends_the_pty_master_over_the_console_socket(ocirun, receiver):
     assert "/dev/pts/" in lines[3]                  # stdio is the pty
 
 
+def test_the_console_pty_belongs_to_process_user(ocirun, receiver, tmp_path):
+    # runc's fixStdioPermissions: the pty's uid is process.user's; its group stays devpts' gid=5
+    c = cid("own")
+    config = tty_config(["sh", "-c", "stat -c '%u %g' $(tty); id -u"])
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    ocirun("create", "-b", ocirun.bundle(config), "--console-socket", receiver.path, c, check=True)
+    name, master = receiver.receive()
+    try:
+        ocirun("start", c, check=True)
+        out = read_until_eof(master).decode()
+    finally:
+        os.close(master)
+    assert out.split("\r\n")[:2] == ["1000 5", "1000"], out
+    # exec -t as another user: that process's pty is that user's
+    ocirun("delete", "-f", c)
+    ocirun("run", "-d", "-b", ocirun.bundle(base_config(["sleep", "1000"])), c, check=True)
+    proc = ocirun("exec", "-d", "-t", "-u", "1234:1234", "--console-socket", receiver.path, c,
+                  "sh", "-c", "stat -c '%u %g' $(tty)")
+    assert proc.returncode == 0, proc.stderr
+    name, master = receiver.receive()
+    try:
+        out = read_until_eof(master).decode()
+    finally:
+        os.close(master)
+    assert out.split("\r\n")[0] == "1234 5", out
+
+
 def test_create_with_a_terminal_and_no_console_socket_is_an_error(ocirun):
     proc = ocirun("create", "-b", ocirun.bundle(tty_config(["true"])), cid("nocs"))
     assert proc.returncode != 0 and "console socket" in proc.stderr
