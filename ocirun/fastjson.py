@@ -4,8 +4,12 @@
 `start`, `kill` and `delete` cost. Those commands only read and write ocirun's own state file and
 print runc's state JSON, so they use this instead; everything else uses the json package.
 Output is byte-identical to json.dumps (ensure_ascii, the same separators, indent=2 as runc prints).
+A Python built without _json (it is optional in CPython) gets the json package's pure-Python code.
 """
-import _json
+try:
+    import _json
+except ImportError:
+    _json = None
 
 _INFINITY = float("inf")
 
@@ -21,7 +25,14 @@ class _Context:
     memo: dict = {}
 
 
-_scan = _json.make_scanner(_Context())
+if _json is not None:
+    _scan = _json.make_scanner(_Context())
+    _encode_ascii = _json.encode_basestring_ascii
+else:
+    import json as _pyjson
+    from json.encoder import py_encode_basestring_ascii as _encode_ascii
+    from json.scanner import py_make_scanner
+    _scan = py_make_scanner(_pyjson.JSONDecoder())
 _WHITESPACE = " \t\n\r"
 
 
@@ -46,13 +57,16 @@ def _default(obj):
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-_encode = _json.make_encoder(None, _default, _json.encode_basestring_ascii, None, ": ", ", ",
-                             False, False, True)
+if _json is not None:
+    _encode = _json.make_encoder(None, _default, _json.encode_basestring_ascii, None, ": ", ", ",
+                                 False, False, True)
 
-
-def dumps(obj) -> str:
-    """json.dumps(obj) (compact with the default separators)."""
-    return "".join(_encode(obj, 0))
+    def dumps(obj) -> str:
+        """json.dumps(obj) (compact with the default separators)."""
+        return "".join(_encode(obj, 0))
+else:
+    def dumps(obj) -> str:
+        return _pyjson.dumps(obj)
 
 
 def dumps_indented(obj, indent: int = 2, _level: int = 0) -> str:
@@ -62,7 +76,7 @@ def dumps_indented(obj, indent: int = 2, _level: int = 0) -> str:
     if isinstance(obj, dict):
         if not obj:
             return "{}"
-        items = (f"{pad}{_json.encode_basestring_ascii(str(k))}: {dumps_indented(v, indent, _level + 1)}"
+        items = (f"{pad}{_encode_ascii(str(k))}: {dumps_indented(v, indent, _level + 1)}"
                  for k, v in obj.items())
         return "{\n" + ",\n".join(items) + "\n" + end + "}"
     if isinstance(obj, (list, tuple)):

@@ -259,8 +259,20 @@ def default_cgroup_name(root: str, cid: str) -> str:
     from ocirun.cli import default_root
     if root == default_root():
         return cid
-    from _sha256 import sha256
-    return f"{cid}-{sha256(root.encode()).hexdigest()[:8]}"
+    return f"{cid}-{_sha256_hex(root.encode())[:8]}"
+
+
+def _sha256_hex(data: bytes) -> str:
+    """SHA-256 from the builtin C module (hashlib's import of OpenSSL costs ~6 ms a create): it is
+    `_sha256` up to Python 3.11 and `_sha2` from 3.12 on; hashlib if a build has neither."""
+    try:
+        from _sha2 import sha256
+    except ImportError:
+        try:
+            from _sha256 import sha256
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 def _run_runtime_hooks(config, state, pid, sock) -> None:

@@ -21,10 +21,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest' 2>/dev/null; then
+if ! .venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest, hypothesis' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
 fi
-.venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest'
+.venv/bin/python -c 'import ocirun, jsonschema, prctl, pyroute2, pytest, hypothesis'
 # The launcher runs with -B (it never writes bytecode), so compile it once here: without .pyc
 # files every command would compile ocirun from source.
 .venv/bin/python -m compileall -q ocirun

@@ -2,8 +2,9 @@
 # The whole test suite: set-up, unit and root integration tests, the client smoke tests (real
 # podman, containerd and dockerd driving ocirun), the OCI runtime-tools conformance suite
 # (scripts/conformance.sh: fails on any failure known-issues.tsv does not tag) and the pure cgroup v2
-# lane in a throwaway VM. SMOKE=0, CONFORMANCE=0 or CGV2=0 skip those lanes, OCIRUN_SKIP_CHURN=1 the
-# churn test (for a quick local run); CI runs everything.
+# lane in a throwaway VM; the unit tests and a lifecycle under Python 3.11, 3.12 and 3.13
+# (scripts/pythons.sh). SMOKE=0, CONFORMANCE=0, PYTHONS=0 or CGV2=0 skip those lanes,
+# OCIRUN_SKIP_CHURN=1 the churn test (for a quick local run); CI runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,6 +26,11 @@ fi
 if [ "${CONFORMANCE:-1}" != 0 ]; then
   echo "== runtime-tools conformance"
   bash scripts/conformance.sh "$(command -v ocirun)" || status=1
+fi
+
+if [ "${PYTHONS:-1}" != 0 ]; then
+  echo "== every Python from 3.11: unit tests and a lifecycle (scripts/pythons.sh)"
+  bash scripts/pythons.sh || status=1
 fi
 
 if [ "${CGV2:-1}" != 0 ] && [ -f scripts/cgv2-lane.sh ]; then
