@@ -136,6 +136,10 @@ class Unpacker:
         try:
             _, name = _split(path)
             st = self._lstat(pfd, name)
+            if path in self.whiteouts:         # `.wh.d` then `d/.wh..wh..opq`: a new, empty d
+                os.unlink(name, dir_fd=pfd)
+                self.whiteouts.discard(path)
+                st = None
             if st is None:
                 os.mkdir(name, 0o755, dir_fd=pfd)
                 self.seen.add(path)

@@ -191,6 +191,19 @@ def test_zstd_and_uncompressed_layers(bundler, layout, image_dir, tmp_path):
         assert walk(os.path.join(bundle, "rootfs")) == expected
 
 
+def test_an_image_without_layers(bundler, tmp_path):
+    """umoci new makes an image with no layers: the rootfs is an overlay of the store's empty dir."""
+    layout = str(tmp_path / "empty-layout")
+    imagebuild.run("umoci", "init", "--layout", layout)
+    imagebuild.run("umoci", "new", "--image", layout + ":e")
+    bundle = bundler.make(layout + ":e", "b1")
+    assert os.listdir(os.path.join(bundle, "rootfs")) == [] and bundler.layer_dirs() == []
+    with open(os.path.join(bundle, "rootfs", "written"), "w") as f:
+        f.write("x")
+    assert os.listdir(os.path.join(bundler.store, "empty")) == []
+    bundler("--remove", bundle, check=True)
+
+
 # -- sharing -------------------------------------------------------------------------------------
 
 def test_layers_are_shared_and_writes_are_not(bundler, layout):

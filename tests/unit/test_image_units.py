@@ -169,11 +169,14 @@ def test_whiteouts_apply_to_lower_layers_only(tmp_path):
              (tinfo("d/x"), b"x"),
              (tinfo(".wh.d"), b""),                      # dir of this layer, lower d deleted: opaque
              (tinfo(".wh.e"), b""),
-             (tinfo("e/", tarfile.DIRTYPE, 0o755), None)], tmp_path)   # new dir over a deleted one
+             (tinfo("e/", tarfile.DIRTYPE, 0o755), None),       # new dir over a deleted one
+             (tinfo(".wh.o"), b""),
+             (tinfo("o/.wh..wh..opq"), b"")], tmp_path)            # deleted, then an empty opaque dir
     assert (tmp_path / "f").read_bytes() == b"same layer"
     assert (tmp_path / "g").read_bytes() == b"replaces the whiteout"
     assert (tmp_path / "d/x").exists() and _opaque(tmp_path / "d")
     assert (tmp_path / "e").is_dir() and not _is_whiteout(tmp_path / "e") and _opaque(tmp_path / "e")
+    assert (tmp_path / "o").is_dir() and _opaque(tmp_path / "o") and os.listdir(tmp_path / "o") == []
 
 
 @root_only
