@@ -279,7 +279,8 @@ def _recovered_state(root: str, cid: str, why: str) -> st.State:
     record = record or {"cgroup": None, "pid": 0, "pid_start": None}  # killed before anything ran
     log.warning(f"{why}: deleting what its cleanup record (or the default cgroup) names")
     return st.State(root, cid, {"status": st.CREATING, "bundle": "", "config": {}, "cgroup": record["cgroup"],
-                                "pid": record["pid"], "pid_start": record.get("pid_start")})
+                                "pid": record["pid"], "pid_start": record.get("pid_start"),
+                                "host_mounts": record.get("host_mounts")})
 
 
 def _force_stop(state: st.State) -> None:
@@ -310,6 +311,9 @@ def destroy(state: st.State, run_poststop: bool = True) -> None:
             if mgr.pids():
                 mgr.kill(9)
         mgr.destroy()
+    if state.data.get("host_mounts"):   # no mount namespace of its own: its mounts are the runtime's
+        from ocirun.linux import hostmounts
+        hostmounts.release(state.data["host_mounts"], state.id)
     cdir = state.dir
     try:
         names = os.listdir(cdir)

@@ -135,14 +135,20 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
     linux = config.get("linux") or {}
     from ocirun.linux.cgroups import new_manager
     cgroup = new_manager(linux.get("cgroupsPath"), default_cgroup_name(root, cid), systemd=opts.systemd_cgroup)
-    # Where the cgroup will be is recorded, in both files, before it is made: a create killed at any
-    # point from here on leaves nothing that `delete --force` cannot find.
-    st.save_cleanup_record(cdir, cgroup.to_dict())
     state = st.State(root, cid, {
         "ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATING, "pid": 0, "pid_start": None,
         "bundle": opts.bundle, "rootfs": rootfs, "created": log.now_rfc3339(nano=True), "owner": "",
         "config": config, "cgroup": cgroup.to_dict(),
     })
+    if not any(n.get("type") == "mount" for n in linux.get("namespaces") or []):
+        # the runtime's mount namespace, inherited: the container's mounts are made in it and
+        # outlive its processes (see hostmounts.py); on rollback they go once the init is dead
+        from ocirun.linux import hostmounts
+        state.data["host_mounts"] = hostmounts.before(rootfs)
+        undo.callback(lambda: hostmounts.release(state.data["host_mounts"], cid))
+    # Where the cgroup will be (and the mounts) is recorded, in both files, before it is made: a
+    # create killed at any point from here on leaves nothing that `delete --force` cannot find.
+    st.save_cleanup_record(cdir, state.data)
     state.save()
     fifo = os.path.join(cdir, st.FIFO)
     os.mkfifo(fifo, 0o622)
@@ -157,7 +163,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
         cgroup = _rootless_without_cgroup(exc, cgroup, linux)      # or re-raises
     if cgroup is None:
         state.data.pop("cgroup")
-        st.save_cleanup_record(cdir, None)
+        st.save_cleanup_record(cdir, state.data)
         state.save()
 
     send_fds = [os.open(fifo, sc.O_PATH | os.O_CLOEXEC)]
@@ -181,7 +187,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
         except OciError as exc:
             cgroup = _rootless_without_cgroup(exc, cgroup, linux)
             state.data.pop("cgroup", None)
-            st.save_cleanup_record(cdir, None)
+            st.save_cleanup_record(cdir, state.data)
     if cgroup is not None:
         cgroup.set(linux.get("resources") or {})
 
@@ -212,13 +218,17 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             os.waitpid(init_pid, 0)
             state.data["pid"] = container_pid
             state.data["pid_start"] = st.proc_start_time(container_pid)
-            st.save_cleanup_record(cdir, state.cgroup, container_pid, state.data["pid_start"])
+            st.save_cleanup_record(cdir, state.data)
         elif not container_pid:
             raise InitError(f"container init sent {kind!r} before its pid was known")
         elif kind == "mount_sources":    # a user-namespace container's bind sources, cloned as host root
             from ocirun.linux.mountsources import send_trees
             send_trees(parent_sock, container_pid, config, opts.bundle)
         elif kind == "hooks":
+            if state.data.get("host_mounts"):     # the init has bound the rootfs: which mount is ours
+                from ocirun.linux import hostmounts
+                state.data["host_mounts"] = hostmounts.found(state.data["host_mounts"])
+                st.save_cleanup_record(cdir, state.data)
             reached_hooks.append(state)
             _run_runtime_hooks(config, state, container_pid, parent_sock)
         elif kind == "seccomp_fd":     # the init waits for the ack: the agent must have the fd first

@@ -3,7 +3,8 @@
 <root>/<id>/state.json   what create recorded (pid, its start time, bundle, config, cgroup, ...)
 <root>/<id>/exec.fifo    exists from create until start: its presence is what makes `created`
 <root>/<id>/cleanup.json what `delete --force` needs to find the container's processes (its cgroup,
-                         the init's pid), written before any of them exist: a state.json damaged
+                         the init's pid) and mounts left in the runtime's mount namespace (a
+                         container without a mount namespace), written before any of them exist: a state.json damaged
                          later, or a create killed half-way, never leaves processes nobody can find
 
 The status is never trusted from the file: it is derived each time from the init process (alive, and
@@ -193,6 +194,16 @@ def _cgroup_problem(cg) -> str | None:
     return None
 
 
+def _mounts_problem(hm) -> str | None:
+    if hm is None:
+        return None
+    if not (isinstance(hm, dict) and isinstance(hm.get("rootfs"), str) and _is_int(hm.get("ns"))
+            and isinstance(hm.get("before"), list) and all(_is_int(m) for m in hm["before"])
+            and (hm.get("bind") is None or _is_int(hm["bind"]))):
+        return "host_mounts is not a mount record"
+    return None
+
+
 def state_problem(data) -> str | None:
     """What is wrong with a state.json document (None: it has the shape save() writes)."""
     if not isinstance(data, dict):
@@ -213,7 +224,7 @@ def state_problem(data) -> str | None:
     for key in ("annotations", "hooks", "process", "linux"):   # what the commands read from it
         if data["config"].get(key) is not None and not isinstance(data["config"][key], dict):
             return f"config.{key} is not an object"
-    return _cgroup_problem(data.get("cgroup"))
+    return _cgroup_problem(data.get("cgroup")) or _mounts_problem(data.get("host_mounts"))
 
 
 def load(root: str, cid: str) -> State:
@@ -231,10 +242,14 @@ def load(root: str, cid: str) -> State:
     return State(root, cid, data)
 
 
-def save_cleanup_record(cdir: str, cgroup: dict | None, pid: int = 0, pid_start: int | None = None) -> None:
-    """cleanup.json: the container's cgroup and init pid, saved atomically (see the module doc)."""
+CLEANUP_FIELDS = ("cgroup", "pid", "pid_start", "host_mounts")
+
+
+def save_cleanup_record(cdir: str, data: dict) -> None:
+    """cleanup.json: the container's cgroup, init pid and mounts in the runtime's mount namespace,
+    from the state's data, saved atomically (see the module doc)."""
     tmp = os.path.join(cdir, f".{CLEANUP_FILE}.tmp")
-    write_private(tmp, fastjson.dumps({"cgroup": cgroup, "pid": pid, "pid_start": pid_start}).encode())
+    write_private(tmp, fastjson.dumps({k: data.get(k) for k in CLEANUP_FIELDS}).encode())
     os.replace(tmp, os.path.join(cdir, CLEANUP_FILE))
 
 
@@ -245,7 +260,8 @@ def load_cleanup_record(cdir: str) -> dict | None:
     except (FileNotFoundError, ValueError):
         return None
     if (not isinstance(data, dict) or _cgroup_problem(data.get("cgroup")) or not _is_int(data.get("pid"))
-            or (data.get("pid_start") is not None and not _is_int(data["pid_start"]))):
+            or (data.get("pid_start") is not None and not _is_int(data["pid_start"]))
+            or _mounts_problem(data.get("host_mounts"))):
         return None
     return data
 

@@ -105,3 +105,81 @@ def test_delete_force_of_a_create_that_died_before_the_pid(ocirun):
     proc = ocirun("delete", "--force", "c1")
     assert proc.returncode == 0, proc.stderr
     _assert_nothing_left(ocirun, "c1", (ocirun.tmp, ocirun.root))
+
+
+# --- mounts in the runtime's own mount namespace ----------------------------------------------------
+
+@pytest.fixture
+def private_mntns():
+    """A mount namespace of this test's own (a private copy of ours, held by a sleeper), so that
+    what a container without a mount namespace mounts never reaches the host's table; returns the
+    command prefix that runs a command in it."""
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "1000"],
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{proc.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _mounts_under(pid, path):
+    return [line.split()[4] for line in open(f"/proc/{pid}/mountinfo")
+            if line.split()[4] == path or line.split()[4].startswith(path + "/")]
+
+
+def _in_ns(ocirun, ns_pid, *args):
+    cmd = ["nsenter", "-t", str(ns_pid), "-m", "--"] + OCIRUN + ["--root", ocirun.root, *args]
+    with tempfile.TemporaryFile("w+") as err, open(os.devnull, "w") as devnull:
+        code = subprocess.run(cmd, cwd=ocirun.tmp, stdout=devnull, stderr=err, timeout=60).returncode
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, code, "", err.read())
+
+
+def _no_mntns_bundle(ocirun):
+    config = base_config(["sleep", "1000"])
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "mount"]
+    bundle = ocirun.bundle(config)
+    return bundle, os.path.realpath(os.path.join(bundle, "rootfs"))
+
+
+@pytest.mark.parametrize("case", ["plain", "bind-not-recorded", "state-damaged"])
+def test_delete_unmounts_what_a_container_mounted_in_the_runtime_s_namespace(ocirun, private_mntns, case):
+    """Without a mount namespace of its own, the container's rootfs bind and mounts are made in the
+    runtime's: delete detaches them (before, they stayed: /proc, /dev, /sys... under the rootfs).
+    bind-not-recorded: a create killed before it learnt its bind's id; state-damaged: from the
+    cleanup record."""
+    bundle, rootfs = _no_mntns_bundle(ocirun)
+    proc = _in_ns(ocirun, private_mntns, "create", "--bundle", bundle, "m1")
+    assert proc.returncode == 0, proc.stderr
+    assert rootfs + "/proc" in _mounts_under(private_mntns, rootfs)
+    assert _mounts_under(os.getpid(), rootfs) == []
+    path = os.path.join(ocirun.root, "m1", "state.json")
+    if case == "bind-not-recorded":
+        for name in ("state.json", "cleanup.json"):
+            p = os.path.join(ocirun.root, "m1", name)
+            data = json.load(open(p))
+            data["host_mounts"]["bind"] = None
+            json.dump(data, open(p, "w"))
+    elif case == "state-damaged":
+        open(path, "w").write("{")
+    proc = _in_ns(ocirun, private_mntns, "delete", "--force", "m1")
+    assert proc.returncode == 0, proc.stderr
+    assert _mounts_under(private_mntns, rootfs) == []
+    assert not os.path.lexists(os.path.join(ocirun.root, "m1"))
+
+
+def test_a_failed_create_unmounts_what_it_mounted_in_the_runtime_s_namespace(ocirun, private_mntns):
+    config = base_config(["sleep", "1000"])
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "mount"]
+    config["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    bundle = ocirun.bundle(config)
+    rootfs = os.path.realpath(os.path.join(bundle, "rootfs"))
+    proc = _in_ns(ocirun, private_mntns, "create", "--bundle", bundle, "m2")
+    assert proc.returncode != 0
+    assert _mounts_under(private_mntns, rootfs) == []
+    assert not os.path.lexists(os.path.join(ocirun.root, "m2"))
