@@ -14,6 +14,7 @@ layers needs real root. In a user namespace (rootless) the command refuses with 
 rather than producing a bundle that differs from the image (overlay's userxattr whiteouts and
 unprivileged ownership are not implemented).
 """
+import errno
 import os
 import sys
 
@@ -98,11 +99,8 @@ def create_bundle(store: Store, image_arg: str, bundle: str, platform: str | Non
             os.mkdir(os.path.join(bundle, name), 0o755)
         lowers.reverse()                     # overlay wants the topmost layer first
         _copy_root_metadata(lowers[0] if lowers else store.sub("empty"), os.path.join(bundle, "upper"))
-        data = (f"lowerdir={':'.join(lowers or [store.sub('empty')])},"
-                f"upperdir={bundle}/upper,workdir={bundle}/work")
-        if len(data) >= PAGE:
-            raise OciError(f"bundle: the image has too many layers ({len(lowers)}) for one overlay mount's options")
-        syscalls.mount("overlay", rootfs, "overlay", 0, data)
+        mount_overlay(lowers or [store.sub("empty")], os.path.join(bundle, "upper"), os.path.join(bundle, "work"),
+                      rootfs)
         mounted = True
         # fastjson rather than defaultspec.write_spec: the json package alone costs ~5 ms (it imports re)
         write_json(os.path.join(bundle, "config.json"), _convert(image.config, rootfs))
@@ -124,6 +122,51 @@ def create_bundle(store: Store, image_arg: str, bundle: str, platform: str | Non
         raise
     finally:
         os.close(lock)
+
+
+def mount_overlay(lowers: list[str], upper: str, work: str, target: str) -> None:
+    """Mount an overlay of `lowers` (topmost first) at target. With the new mount API and
+    `lowerdir+` (kernel 6.8+) each layer is one fsconfig call, so an image may have more layers than
+    fit in the one page of options mount(2) takes; older kernels get mount(2) with a lowerdir list."""
+    try:
+        fs = syscalls.fsopen("overlay")
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise
+        return _mount_overlay_legacy(lowers, upper, work, target)
+    try:
+        try:
+            syscalls.fsconfig(fs, syscalls.FSCONFIG_SET_STRING, "lowerdir+", lowers[0])
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:      # a kernel without lowerdir+
+                raise
+            return _mount_overlay_legacy(lowers, upper, work, target)
+        for lower in lowers[1:]:
+            syscalls.fsconfig(fs, syscalls.FSCONFIG_SET_STRING, "lowerdir+", lower)
+        syscalls.fsconfig(fs, syscalls.FSCONFIG_SET_STRING, "upperdir", upper)
+        syscalls.fsconfig(fs, syscalls.FSCONFIG_SET_STRING, "workdir", work)
+        syscalls.fsconfig(fs, syscalls.FSCONFIG_SET_STRING, "source", "overlay")
+        syscalls.fsconfig(fs, syscalls.FSCONFIG_CMD_CREATE, label=f"overlay for {target}")
+        mnt = syscalls.fsmount(fs, syscalls.FSMOUNT_CLOEXEC, label=target)
+    finally:
+        os.close(fs)
+    try:
+        target_fd = os.open(target, safepath.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            syscalls.move_mount(mnt, "", target_fd, "", syscalls.MOVE_MOUNT_F_EMPTY_PATH
+                                | syscalls.MOVE_MOUNT_T_EMPTY_PATH, label=target)
+        finally:
+            os.close(target_fd)
+    finally:
+        os.close(mnt)
+
+
+def _mount_overlay_legacy(lowers: list[str], upper: str, work: str, target: str) -> None:
+    data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+    if len(data) >= PAGE:
+        raise OciError(f"bundle: the image has too many layers ({len(lowers)}) for one overlay mount's "
+                       "options on this kernel (lowerdir+ needs Linux 6.8)")
+    syscalls.mount("overlay", target, "overlay", 0, data)
 
 
 def _copy_root_metadata(src: str, dst: str) -> None:
