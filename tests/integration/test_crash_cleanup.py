@@ -7,7 +7,8 @@ are the first execution of every statement of create_container, start_init and _
 create's main line, from the bootstrap socket to the state saved as created), each hierarchy of the
 v1 cgroup mkdir loop, and every line of the state and cleanup-record writers (between the temporary
 file and its rename). That is over 100 points; an even sample of KILL_POINTS of them is killed here
-(OCIRUN_TEST_ALL_KILL_POINTS=1: every one).
+(OCIRUN_TEST_ALL_KILL_POINTS=1: every one). A second test kills it after N ms instead, N swept
+over its run.
 """
 import json
 import os
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.root
 
 KILLER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kill_at_line.py")
 KILL_POINTS = 24
+TIME_POINTS = 12
 MAIN_LINE = ("create_container", "start_init", "_create_locked")
 WRITERS = ("save", "save_cleanup_record", "write_private")
 
@@ -93,6 +95,31 @@ def test_create_killed_at_many_points_is_deleted_completely(ocirun):
         assert delete.returncode == 0, f"killed before {lines[at]}: {delete.stderr}"
         _assert_nothing_left(ocirun, cid, mine)
     assert len(set(killed)) >= min(len(points), 10) - 1, killed
+
+
+def test_create_killed_after_a_delay_is_deleted_completely(ocirun):
+    """The same from outside, by time: SIGKILL after N ms, N swept over the create's run. Unlike the
+    line points (where the init is wherever its own progress took it), this also catches the parent
+    blocked while the init works: mounting, waiting for its pid to be known, dropping privileges."""
+    bundle = ocirun.bundle(base_config(["sleep", "1000"]))
+    mine = (ocirun.tmp, ocirun.root)
+    started = time.monotonic()
+    ocirun("create", "--bundle", bundle, "t-measure", check=True)
+    duration = time.monotonic() - started
+    ocirun("delete", "--force", "t-measure", check=True)
+    killed = 0
+    for n in range(TIME_POINTS):
+        cid = f"t{n}"
+        with open(os.devnull, "w") as devnull:
+            proc = subprocess.Popen(OCIRUN + ["--root", ocirun.root, "create", "--bundle", bundle, cid],
+                                    cwd=ocirun.tmp, stdout=devnull, stderr=devnull)
+            time.sleep(duration * n / (TIME_POINTS - 1))
+            proc.kill()
+            killed += proc.wait() == -9
+        delete = ocirun("delete", "--force", cid)
+        assert delete.returncode == 0, f"killed after {n}/{TIME_POINTS - 1} of {duration:.3f} s: {delete.stderr}"
+        _assert_nothing_left(ocirun, cid, mine)
+    assert killed >= TIME_POINTS // 2
 
 
 def test_delete_force_of_a_create_that_died_before_the_pid(ocirun):
