@@ -192,7 +192,15 @@ def test_seccomp_syscalls_newer_than_the_profile_get_enosys_not_the_default_acti
                                   "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}
     out = run_ok(ocirun, config)
     assert out.split("\n")[:3] == [f"435 {errno.ENOSYS}", f"462 {errno.ENOSYS}", f"140 {errno.EPERM}"], out
+    # exec loads the same filter in its own process
+    config["process"]["args"] = ["sleep", "100"]
+    ocirun("run", "-d", "-b", ocirun.bundle(config), "c3", check=True, input="")
+    proc = ocirun("exec", "c3", "/probe")
+    ocirun("delete", "-f", "c3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:3] == [f"435 {errno.ENOSYS}", f"462 {errno.ENOSYS}", f"140 {errno.EPERM}"]
     # an allowing default needs no stub: the kernel's own answer (EINVAL for these arguments)
+    config["process"]["args"] = ["/probe"]
     config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
                                   "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}]}
     out = run_ok(ocirun, config, cid="c2")
