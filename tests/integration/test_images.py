@@ -265,6 +265,19 @@ def test_layers_are_shared_and_writes_are_not(bundler, layout):
     assert not os.path.exists(os.path.join(b2, "rootfs", "data", "written"))
 
 
+def test_concurrent_bundles_of_a_new_image(bundler, layout, tmp_path):
+    """Two `bundle` commands unpack the same layers at once: both succeed, each layer is stored once
+    (the loser of the rename drops its copy), no temp dir is left."""
+    procs = [subprocess.Popen([*OCIRUN, "bundle", "--image", layout + ":latest", "--layers", bundler.store,
+                               str(tmp_path / f"c{i}")], stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert ["sha256:" + d for d in bundler.layer_dirs()] == sorted(diff_ids(layout))
+    assert os.listdir(os.path.join(bundler.store, "tmp")) == []
+    assert walk(str(tmp_path / "c0" / "rootfs")) == walk(str(tmp_path / "c1" / "rootfs"))
+
+
 # -- cleanup -------------------------------------------------------------------------------------
 
 def test_remove_keeps_layers_and_prune_removes_unused(bundler, layout, tmp_path):
