@@ -161,7 +161,9 @@ def list_cmd(g, argv: list[str]) -> int:
         try:
             states.append(st.load(g.root, cid).runc_state())
         except ContainerNotFound:
-            pass    # deleted meanwhile
+            if st.is_half_made(g.root, cid):    # else deleted meanwhile, or a create under way
+                log.warning(f"container {cid}: no state file, from a create that did not finish "
+                            f"(left out; `delete --force {cid}` removes it)")
         except OciError as exc:     # one damaged entry must not hide the others
             log.warning(f"{exc} (left out; `delete --force {cid}` removes it)")
     fmt = opts["format"] or "table"
@@ -246,7 +248,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         except (st.DamagedState, ContainerNotFound) as exc:
             if not force:
                 raise
-            why = str(exc)
+            why = str(exc) if isinstance(exc, st.DamagedState) else f"container {cid}: no state file"
             # (not found: a directory without state.json, from a create killed before it wrote one)
             state = _recovered_state(root, cid, why)
             _force_stop(state)

@@ -286,6 +286,25 @@ def list_ids(root: str) -> list[str]:
         return sorted(e.name for e in entries if e.name[0] != "." and e.is_dir(follow_symlinks=False))
 
 
+def is_half_made(root: str, cid: str) -> bool:
+    """A container directory without state.json that no command holds locked: a create killed
+    before it saved one (while a create runs, it holds the lock)."""
+    path = os.path.join(root, cid)
+    if os.path.lexists(os.path.join(path, STATE_FILE)):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 class lock:
     """An exclusive flock on the container's directory, held for one command's whole operation
     (`with lock(root, cid):`)."""

@@ -91,6 +91,10 @@ def test_create_killed_at_many_points_is_deleted_completely(ocirun):
         assert proc.returncode in (-9, 0), proc.stderr   # 0: a run a little shorter than the recorded one
         if proc.returncode == -9:
             killed.append(lines[at])
+        listed = ocirun("list")
+        assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+        if not os.path.exists(os.path.join(ocirun.root, cid, "state.json")):   # half-made: said so
+            assert (cid in listed.stderr) == os.path.isdir(os.path.join(ocirun.root, cid)), listed.stderr
         delete = ocirun("delete", "--force", cid)
         assert delete.returncode == 0, f"killed before {lines[at]}: {delete.stderr}"
         _assert_nothing_left(ocirun, cid, mine)

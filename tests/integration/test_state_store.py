@@ -213,3 +213,17 @@ def _cgroup_dirs_of(root, cid):
     from tests.leftovers import _cgroup_dirs
     name = default_cgroup_name(root, cid)
     return [d for d in _cgroup_dirs(cid) if os.path.basename(d) == name]
+
+
+def test_a_half_made_container_is_listed_as_such_and_deleted(ocirun):
+    """A directory without state.json (a create killed right after its mkdir): `list` says so,
+    `list -q` gives its id, `delete --force` removes it."""
+    ocirun("list")      # makes the root
+    os.makedirs(os.path.join(ocirun.root, "half"))
+    proc = ocirun("list")
+    assert proc.returncode == 0 and "half" in proc.stderr and "no state file" in proc.stderr, proc.stderr
+    assert ocirun("list", "-q").stdout.split() == ["half"]
+    _one_line_error(ocirun("state", "half"))
+    proc = ocirun("delete", "--force", "half")
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.lexists(os.path.join(ocirun.root, "half"))
