@@ -178,6 +178,8 @@ def open_image(arg: str, platform: str | None = None) -> Image:
 def _image_from_manifest(layout: str, digest: str, manifest: dict, platform: str) -> Image:
     where = f"manifest {digest}"
     config = read_blob_json(layout, manifest.get("config"), f"{where}.config")
+    if (config.get("rootfs") or {}).get("type") != "layers":
+        raise ImageError(f"{where}.config: rootfs.type must be \"layers\"")
     diff_ids = (config.get("rootfs") or {}).get("diff_ids")
     layers_doc = manifest.get("layers")
     if not isinstance(layers_doc, list) or not isinstance(diff_ids, list) or len(diff_ids) != len(layers_doc):

@@ -80,12 +80,23 @@ class Unpacker:
 
     def _parent_fd(self, path: str) -> int:
         parent, _ = _split(path)
+        if self.whiteouts and parent:
+            self._revive_whiteouts(parent)
         try:
             fd = safepath.mkdir_all_in_root(self.root_fd, "/" + parent)
         except OSError as exc:
             raise LayerError(f"layer entry {path!r}: parent directory: {os.strerror(exc.errno)}") from None
         self.seen.add(parent)
         return fd
+
+    def _revive_whiteouts(self, parent: str) -> None:
+        """`.wh.d` then `d/x` in one layer: d is a new directory of this layer, hiding the lower d
+        (the whiteout device becomes an opaque directory)."""
+        parts = parent.split("/")
+        for i in range(1, len(parts) + 1):
+            ancestor = "/".join(parts[:i])
+            if ancestor in self.whiteouts:
+                self.opaque(ancestor)
 
     def _lstat(self, pfd: int, name: str):
         try:

@@ -2,6 +2,7 @@
 clamped names), digests, image-config conversion; and the unpacker and store on a real temp dir
 (root: whiteouts are device nodes and trusted.* xattrs)."""
 import gzip
+import json
 import hashlib
 import io
 import os
@@ -171,12 +172,15 @@ def test_whiteouts_apply_to_lower_layers_only(tmp_path):
              (tinfo(".wh.e"), b""),
              (tinfo("e/", tarfile.DIRTYPE, 0o755), None),       # new dir over a deleted one
              (tinfo(".wh.o"), b""),
-             (tinfo("o/.wh..wh..opq"), b"")], tmp_path)            # deleted, then an empty opaque dir
+             (tinfo("o/.wh..wh..opq"), b""),                      # deleted, then an empty opaque dir
+             (tinfo(".wh.p"), b""),
+             (tinfo("p/q/r"), b"r")], tmp_path)                     # deleted, then p/q/r of this layer
     assert (tmp_path / "f").read_bytes() == b"same layer"
     assert (tmp_path / "g").read_bytes() == b"replaces the whiteout"
     assert (tmp_path / "d/x").exists() and _opaque(tmp_path / "d")
     assert (tmp_path / "e").is_dir() and not _is_whiteout(tmp_path / "e") and _opaque(tmp_path / "e")
     assert (tmp_path / "o").is_dir() and _opaque(tmp_path / "o") and os.listdir(tmp_path / "o") == []
+    assert (tmp_path / "p/q/r").read_bytes() == b"r" and _opaque(tmp_path / "p") and not _opaque(tmp_path / "p/q")
 
 
 @root_only
@@ -317,3 +321,60 @@ def test_bundle_command_imports_stay_lean():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-ISc", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr
+
+
+# -- reading a layout ----------------------------------------------------------------------------
+
+def _put(root, doc) -> dict:
+    data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    os.makedirs(root / "blobs" / "sha256", exist_ok=True)
+    (root / "blobs" / "sha256" / digest[7:]).write_bytes(data)
+    return {"digest": digest, "size": len(data)}
+
+
+def _layout(root, arch="amd64", rootfs_type="layers", layer_type="application/vnd.oci.image.layer.v1.tar+gzip",
+            index_of_platforms=False):
+    layer = _put(root, b"not read here")
+    config = _put(root, {"os": "linux", "architecture": arch,
+                         "rootfs": {"type": rootfs_type, "diff_ids": ["sha256:" + "1" * 64]}})
+    manifest = _put(root, {"schemaVersion": 2, "mediaType": layout.MANIFEST_TYPES[0],
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                           "layers": [{"mediaType": layer_type, **layer}]})
+    top = {"mediaType": layout.MANIFEST_TYPES[0], **manifest}
+    if index_of_platforms:
+        other = _put(root, {"schemaVersion": 2, "mediaType": layout.MANIFEST_TYPES[0], "config": config,
+                            "layers": []})
+        index = _put(root, {"schemaVersion": 2, "mediaType": layout.INDEX_TYPES[0], "manifests": [
+            {"mediaType": layout.MANIFEST_TYPES[0], "platform": {"os": "linux", "architecture": "s390x"}, **other},
+            {**top, "platform": {"os": "linux", "architecture": arch}}]})
+        top = {"mediaType": layout.INDEX_TYPES[0], **index}
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {**top, "annotations": {layout.REF_ANNOTATION: "t"}}]}))
+    return manifest["digest"]
+
+
+def test_open_image_and_its_refusals(tmp_path):
+    digest = _layout(tmp_path / "ok")
+    image = layout.open_image(str(tmp_path / "ok") + ":t", "linux/amd64")
+    assert image.manifest_digest == digest and [l.compression for l in image.layers] == ["gzip"]
+    assert layout.open_image(str(tmp_path / "ok"), "linux/amd64").manifest_digest == digest   # the only one
+    digest = _layout(tmp_path / "multi", index_of_platforms=True)
+    assert layout.open_image(str(tmp_path / "multi") + ":t", "linux/amd64").manifest_digest == digest
+    with pytest.raises(ImageError, match="no image for platform linux/arm64"):
+        layout.open_image(str(tmp_path / "multi") + ":t", "linux/arm64")
+    with pytest.raises(ImageError, match="is for linux/amd64, not linux/arm64"):
+        layout.open_image(str(tmp_path / "ok") + ":t", "linux/arm64")
+    _layout(tmp_path / "type", rootfs_type="other")
+    with pytest.raises(ImageError, match='rootfs.type must be "layers"'):
+        layout.open_image(str(tmp_path / "type") + ":t", "linux/amd64")
+    _layout(tmp_path / "media", layer_type="application/x-tar")
+    with pytest.raises(ImageError, match=r"layers\[0\]: unsupported layer media type 'application/x-tar'"):
+        layout.open_image(str(tmp_path / "media") + ":t", "linux/amd64")
+    _layout(tmp_path / "tampered")
+    manifest = json.loads((tmp_path / "tampered" / "index.json").read_text())["manifests"][0]["digest"]
+    blob = tmp_path / "tampered" / "blobs" / "sha256" / manifest[7:]
+    blob.write_bytes(blob.read_bytes().replace(b"\"schemaVersion\": 2", b"\"schemaVersion\": 3"))
+    with pytest.raises(ImageError, match="does not match its digest"):
+        layout.open_image(str(tmp_path / "tampered") + ":t", "linux/amd64")
