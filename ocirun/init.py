@@ -20,7 +20,7 @@ from ocirun import hooks, log, protocol, security
 from ocirun.errors import OciError
 from ocirun.initctx import InitContext
 from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home
-from ocirun.linux import capabilities, console, loopback, mountsources, rootfs
+from ocirun.linux import capabilities, console, loopback, mountsources, procfs, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
 
@@ -131,6 +131,9 @@ class Init:
         # as runc: createContainer hooks start in the container's rootfs (before pivot_root)
         hooks.run_hooks("createContainer", all_hooks.get("createContainer"), state, cwd=ctx.rootfs)
         seal_imports()
+        # the host's /proc, proven procfs, for sysctl, oom_score_adj and the exec fifo: the
+        # container's /proc may be missing or fake (ordinary files in the rootfs)
+        procfs.take_handle()
         rootfs.enter_rootfs(ctx)
         if process.get("terminal"):
             console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"),
@@ -198,22 +201,16 @@ class Init:
             signal.signal(sig, die)
 
     def write_sysctl(self, sysctl: dict) -> None:
+        """Through the procfs handle taken before pivot_root (procfs.take_handle), never the
+        rootfs's /proc/sys, which may be ordinary files when the config mounts no proc."""
         for key, value in sysctl.items():
-            path = "/proc/sys/" + key.replace(".", "/")
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-                try:
-                    os.write(fd, str(value).encode())
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise OciError(f"linux.sysctl[{key!r}]: write {path}: {exc.strerror}") from None
+            procfs.write("sys/" + key.replace(".", "/"), str(value).encode(), f'linux.sysctl["{key}"]')
 
     def wait_for_start(self) -> int:
         """Block until `start` opens exec.fifo for reading; keep the fd (O_CLOEXEC) open until execve,
         so that `start` sees EOF exactly when the program has been exec'd."""
         fifo_path_fd = self.boot["fifo_fd"]
-        fd = os.open(f"/proc/self/fd/{fifo_path_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        fd = procfs.reopen(fifo_path_fd, os.O_WRONLY)
         os.close(fifo_path_fd)
         os.write(fd, b"0")
         return fd

@@ -22,7 +22,7 @@ import resource
 import _signal as signal  # the C module: signal imports enum (~4 ms of the init's start)
 
 from ocirun.errors import ConfigError, SyscallError
-from ocirun.linux import capabilities, lsm, syscalls
+from ocirun.linux import capabilities, lsm, procfs, syscalls
 from ocirun.linux.seccomp import SeccompFilter, compile_filter
 
 # --- rlimits -------------------------------------------------------------------------------------
@@ -96,11 +96,8 @@ def parse_oom_score_adj(value, path: str = "process.oomScoreAdj") -> int | None:
 def set_oom_score_adj(value: int | None) -> None:
     if value is None:       # spec: not set -> MUST NOT change it
         return
-    try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(value))
-    except OSError as exc:
-        raise SyscallError(exc.errno, "write /proc/self/oom_score_adj", str(value)) from None
+    # a procfs handle only (ocirun/linux/procfs.py): the rootfs may ship a plain proc/self/oom_score_adj
+    procfs.write("self/oom_score_adj", str(value).encode(), "process.oomScoreAdj")
 
 
 # --- personality ---------------------------------------------------------------------------------
