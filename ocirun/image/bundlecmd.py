@@ -2,6 +2,7 @@
 
     ocirun bundle --image LAYOUT[:REF] [--platform OS/ARCH[/VARIANT]] [--layers STORE] DIR
     ocirun bundle --remove DIR          unmount DIR/rootfs and delete DIR (never the shared layers)
+    ocirun bundle --mount DIR           mount DIR/rootfs again (after a reboot), its upper layer kept
     ocirun bundle --list [--layers STORE]    every stored layer and the bundles that use it
     ocirun bundle --prune [--layers STORE]   remove the layers no bundle uses
 
@@ -10,9 +11,9 @@ as lowerdir, topmost first; DIR/upper and DIR/work as the container's own writab
 ocirun-bundle.json (which store and layers it uses). DIR is created mode 0700, as umoci does.
 
 Root only: layers hold whiteout devices and files of any owner, and overlayfs with them as lower
-layers needs real root. In a user namespace (rootless) the command refuses with a clear error
-rather than producing a bundle that differs from the image (overlay's userxattr whiteouts and
-unprivileged ownership are not implemented).
+layers needs real root. In a user namespace (rootless) the command refuses with a clear error: an
+overlay mounted there (with `userxattr`) would exist only in that namespace, not for a later
+`ocirun run`, and files of other owners could not be unpacked.
 """
 import errno
 import os
@@ -25,18 +26,19 @@ from ocirun.image.layout import open_image
 from ocirun.image.store import BUNDLE_MARKER, Store, write_json
 from ocirun.linux import safepath, syscalls
 
-FLAGS = {"image": "str", "platform": "str", "layers": "str", "remove": "bool", "list": "bool", "prune": "bool"}
+FLAGS = {"image": "str", "platform": "str", "layers": "str", "remove": "bool", "mount": "bool", "list": "bool",
+         "prune": "bool"}
 OVERLAY_UNSAFE_CHARS = (",", ":", "\\", "\n")
 PAGE = 4096
 
 
 def bundle_cmd(g, argv: list[str]) -> int:
     opts, pos = parse(argv, FLAGS)
-    modes = [m for m in ("image", "remove", "list", "prune") if opts[m]]
+    modes = [m for m in ("image", "remove", "mount", "list", "prune") if opts[m]]
     if len(modes) != 1:
-        raise UsageError('"bundle" needs exactly one of --image, --remove, --list, --prune')
+        raise UsageError('"bundle" needs exactly one of --image, --remove, --mount, --list, --prune')
     mode = modes[0]
-    if mode in ("image", "remove"):
+    if mode in ("image", "remove", "mount"):
         if len(pos) != 1:
             raise UsageError(f'"bundle --{mode}" requires exactly 1 argument (the bundle directory)')
     elif pos:
@@ -47,6 +49,8 @@ def bundle_cmd(g, argv: list[str]) -> int:
         create_bundle(store, opts["image"], pos[0], opts["platform"])
     elif mode == "remove":
         remove_bundle(g, pos[0])
+    elif mode == "mount":
+        remount_bundle(pos[0])
     elif mode == "list":
         list_layers(store)
     else:
@@ -206,15 +210,44 @@ def _mounts_under(path: str) -> list[str]:
     return out
 
 
-def remove_bundle(g, bundle: str) -> None:
-    bundle = os.path.abspath(bundle)
+def _read_marker(bundle: str) -> dict:
     try:
         with open(os.path.join(bundle, BUNDLE_MARKER), "rb") as f:
-            marker = fastjson.loads(f.read())
+            return fastjson.loads(f.read())
     except FileNotFoundError:
         raise OciError(f"bundle: {bundle} is not a bundle made by `ocirun bundle` (no {BUNDLE_MARKER})") from None
     except (OSError, ValueError) as exc:
         raise OciError(f"bundle: {os.path.join(bundle, BUNDLE_MARKER)}: {exc}") from None
+
+
+def remount_bundle(bundle: str) -> None:
+    """The overlay of a bundle whose mount is gone (a reboot), with the same layers and upper dir."""
+    bundle = os.path.abspath(bundle)
+    marker = _read_marker(bundle)
+    rootfs = os.path.join(bundle, "rootfs")
+    if rootfs in _mounts_under(rootfs):
+        raise OciError(f"bundle: {rootfs} is already mounted")
+    store = Store(marker.get("store"))
+    lock = store.lock(exclusive=False)
+    try:
+        lowers = []
+        for diff_id in reversed(marker.get("layers") or []):
+            path = store.layer_dir(diff_id)
+            if not os.path.isdir(path):
+                raise OciError(f"bundle: layer {diff_id} is no longer in {store.path}; --remove the bundle "
+                               "and make it again")
+            lowers.append(path)
+        mount_overlay(lowers or [store.sub("empty")], os.path.join(bundle, "upper"), os.path.join(bundle, "work"),
+                      rootfs)
+        store.add_ref(bundle, {"bundle": bundle, "layers": marker.get("layers") or [],
+                               "manifest": marker.get("manifest")})
+    finally:
+        os.close(lock)
+
+
+def remove_bundle(g, bundle: str) -> None:
+    bundle = os.path.abspath(bundle)
+    marker = _read_marker(bundle)
     _refuse_if_in_use(g, bundle)
     rootfs = os.path.join(bundle, "rootfs")
     if rootfs in _mounts_under(rootfs):

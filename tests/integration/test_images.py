@@ -312,6 +312,21 @@ def test_a_bundle_deleted_by_hand_no_longer_holds_layers(bundler, layout):
     assert len(bundler("--prune", check=True).stdout.splitlines()) == len(diff_ids(layout))
 
 
+def test_mount_again_after_the_overlay_is_gone(bundler, layout):
+    """After a reboot (here: umount) --mount brings the rootfs back with what the container wrote."""
+    b1 = bundler.make(layout + ":latest", "b1")
+    proc = run_in(bundler.rt, b1, "w1", "echo kept > /data/written; rm /data/new", as_root=True)
+    assert proc.returncode == 0, proc.stderr
+    subprocess.run(["umount", os.path.join(b1, "rootfs")], check=True)
+    assert os.listdir(os.path.join(b1, "rootfs")) == []
+    bundler("--mount", b1, check=True)
+    assert sorted(os.listdir(os.path.join(b1, "rootfs", "data"))) == ["written"]
+    assert mounts_under(os.path.join(b1, "rootfs")) == [os.path.join(b1, "rootfs")]
+    proc = bundler("--mount", b1)
+    assert proc.returncode == 1 and "is already mounted" in proc.stderr
+    bundler("--remove", b1, check=True)
+
+
 def test_remove_refuses_while_a_container_uses_the_bundle(bundler, layout):
     b1 = bundler.make(layout + ":latest", "b1")
     proc = run_in(bundler.rt, b1, "busy", "sleep 60", detach=True)
@@ -338,6 +353,7 @@ def test_refusals(bundler, layout, tmp_path):
         (["--list", "extra"], "takes no arguments"),
         (["--image", layout], "requires exactly 1 argument"),
         ([], "needs exactly one of"),
+        (["--mount", str(busy)], "is not a bundle made by `ocirun bundle`"),
     ]:
         proc = bundler(*args)
         assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
