@@ -56,10 +56,10 @@ class CreateOptions:
         self.new_keyring = new_keyring      # a session keyring of the container's own (runc's default)
 
 
-def load_and_validate(bundle: str, root: str) -> dict:
+def load_and_validate(bundle: str) -> dict:
     from ocirun import security, spec, validate
-    config, raw = spec.read_config(bundle)
-    spec.validate_schema_cached(raw, config, os.path.join(root, ".schema-verdicts"))
+    config = spec.load_config(bundle)
+    spec.validate_schema(config)
     validate.validate(config, bundle)
     for warning in security.validate_process(config):
         log.warning(warning)
@@ -79,7 +79,7 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         parent_sock, init_pid = start_init(opts.preserve_fds, undo)
         if not os.path.isdir(opts.bundle):
             raise OciError(f"bundle {opts.bundle}: no such file or directory")
-        config = load_and_validate(opts.bundle, root)
+        config = load_and_validate(opts.bundle)
         process = config.get("process")
         if not process:
             raise ConfigError("process", "a process is required to create a container")

@@ -277,7 +277,7 @@ def write_pid_file(path: str, pid: int) -> None:
 
 def list_ids(root: str) -> list[str]:
     """Every container directory, damaged or half-made ones included (so that `list` can warn about
-    them and `list -q | xargs delete --force` removes them); ".schema-verdicts" is never an id."""
+    them and `list -q | xargs delete --force` removes them); a name starting with a dot is never an id."""
     try:
         entries = os.scandir(root)
     except FileNotFoundError:

@@ -313,28 +313,3 @@ def test_load_config_refuses_invalid_json_fixture(tmp_path):
         bundle = _bundle(tmp_path, f.read())
     with pytest.raises(ConfigError, match=r"^config.json: invalid JSON: .* line 1 column 2$"):
         load_config(bundle)
-
-
-def test_schema_verdict_cache_hits_only_the_same_bytes_and_stays_bounded(tmp_path, monkeypatch):
-    from ocirun import spec as spec_mod
-    calls = []
-    monkeypatch.setattr(spec_mod, "validate_schema", lambda doc: calls.append(doc))
-    cache = tmp_path / "verdicts"
-    spec_mod.validate_schema_cached(b'{"a": 1}', {"a": 1}, str(cache))
-    spec_mod.validate_schema_cached(b'{"a": 1}', {"a": 1}, str(cache))
-    assert len(calls) == 1                       # the same bytes: validated once
-    spec_mod.validate_schema_cached(b'{"a": 2}', {"a": 2}, str(cache))
-    assert len(calls) == 2                       # other bytes: validated
-    monkeypatch.setattr(spec_mod, "CACHE_LIMIT", 3)
-    for i in range(10):
-        spec_mod.validate_schema_cached(b'{"b": %d}' % i, {"b": i}, str(cache))
-    assert len(list(cache.iterdir())) <= 3
-
-
-def test_an_invalid_config_is_never_cached(tmp_path):
-    from ocirun import spec as spec_mod
-    from ocirun.errors import ConfigError
-    cache = tmp_path / "verdicts"
-    for _ in range(2):
-        with pytest.raises(ConfigError):
-            spec_mod.validate_schema_cached(b'{"ociVersion": 1}', {"ociVersion": 1}, str(cache))
