@@ -266,7 +266,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
 
 def _recovered_state(root: str, cid: str, why: str) -> st.State:
     """What `delete --force` can still know of a container whose state.json is damaged or missing:
-    its cleanup record (cgroup, init pid); without one, the default cgroup of the id. When neither
+    its cleanup record (cgroup, init pid, mounts); without one, the default cgroup of the id. When neither
     exists but a state.json does, its processes cannot be found: an error, never a silent success."""
     cdir = os.path.join(root, cid)
     record = st.load_cleanup_record(cdir)

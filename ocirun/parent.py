@@ -218,7 +218,8 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             os.waitpid(init_pid, 0)
             state.data["pid"] = container_pid
             state.data["pid_start"] = st.proc_start_time(container_pid)
-            st.save_cleanup_record(cdir, state.data)
+            if state.cgroup is None:    # else the cgroup finds it (one file write less per create)
+                st.save_cleanup_record(cdir, state.data)
         elif not container_pid:
             raise InitError(f"container init sent {kind!r} before its pid was known")
         elif kind == "mount_sources":    # a user-namespace container's bind sources, cloned as host root

