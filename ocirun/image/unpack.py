@@ -317,11 +317,15 @@ def unpack_stream(stream, root_fd: int) -> int:
     except tarfile.TarError as exc:
         raise LayerError(f"layer is not a tar archive: {exc}") from None
     unpacker = Unpacker(root_fd)
+    # parents a tar does not list are made 0755 whatever the caller's umask (entries get their own mode)
+    umask = os.umask(0o022)
     try:
         for member in tar:
             unpacker.add(member, tar)
             count += 1
+        unpacker.finish()
     except tarfile.TarError as exc:
         raise LayerError(f"layer tar is malformed: {exc}") from None
-    unpacker.finish()
+    finally:
+        os.umask(umask)
     return count

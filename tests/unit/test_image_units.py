@@ -142,6 +142,15 @@ def _opaque(path):
 
 @root_only
 def test_whiteouts_become_overlay_whiteouts(tmp_path):
+    old = os.umask(0o077)
+    try:
+        _unpack_whiteouts(tmp_path)
+        assert os.umask(0o077) == 0o077          # the caller's umask is back
+    finally:
+        os.umask(old)
+
+
+def _unpack_whiteouts(tmp_path):
     _unpack([(tinfo("etc/", tarfile.DIRTYPE, 0o755), None),
              (tinfo("etc/.wh.gone"), b""),
              (tinfo("data/", tarfile.DIRTYPE, 0o700, uid=5), None),
@@ -155,6 +164,7 @@ def test_whiteouts_become_overlay_whiteouts(tmp_path):
     st = os.stat(tmp_path / "data")
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, 5)
     assert _is_whiteout(tmp_path / "implicit/deeper/y")
+    assert stat.S_IMODE(os.stat(tmp_path / "implicit/deeper").st_mode) == 0o755     # despite the umask
     assert not os.path.exists(tmp_path / "etc/.wh.gone") and not os.path.exists(tmp_path / "data/.wh..wh..opq")
 
 
