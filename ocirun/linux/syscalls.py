@@ -263,12 +263,6 @@ def fstatfs_type(fd: int) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
-def syncfs(fd: int) -> None:
-    """syncfs(2): flush the filesystem holding fd (an unpacked layer is durable before it is renamed
-    into the store, so a crash never leaves a visible layer with missing data)."""
-    _call(_libc.syncfs, ctypes.c_int(fd), op="syncfs", detail=f"fd {fd}")
-
-
 def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
     return _raw("fsopen", _fsdecode(fstype), ctypes.c_uint(flags), detail=fstype)
 
@@ -637,3 +631,11 @@ def keyctl_describe(serial: int) -> str:
 def keyctl_setperm(serial: int, perm: int) -> None:
     _raw("keyctl", ctypes.c_long(KEYCTL_SETPERM), ctypes.c_long(serial), ctypes.c_long(perm),
          detail=f"key {serial} perm {perm:#x}")
+
+
+# --- filesystems (appended for ocirun/image/store.py) ---------------------------------------------
+
+def syncfs(fd: int) -> None:
+    """syncfs(2): flush the filesystem holding fd (an unpacked layer is durable before it is renamed
+    into the store, so a crash never leaves a visible layer with missing data)."""
+    _call(_libc.syncfs, ctypes.c_int(fd), op="syncfs", detail=f"fd {fd}")
