@@ -561,6 +561,22 @@ def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape").encode("latin-1").decode()
 
 
+def parent_mount(path: str) -> tuple[str, list[str]]:
+    """The mount point of the mount `path` is on (the longest mount point containing it; of mounts
+    stacked there, the last listed, the visible one) and its optional fields: shared:N, master:N,
+    propagate_from:N, unbindable."""
+    best, tags = "", []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            point = _unescape(fields[4])
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, tags = point, fields[6:sep]
+    return best or "/", tags
+
+
 def full_proc_and_sysfs_mounts(outside: str) -> list[str]:
     """Mountpoints of every procfs and sysfs mounted from its root ("full", as the host's /proc),
     except those at or below `outside` (the rootfs)."""

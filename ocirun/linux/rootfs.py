@@ -73,16 +73,21 @@ def check_procfs(root_fd: int) -> None:
 def prepare_rootfs(ctx) -> None:
     """Propagation, the rootfs bind, the config's mounts in order, then /dev (devices, links, console)."""
     cfg = ctx.config
-    _root_propagation(ctx)  # validate before any side effect; applied in enter_rootfs
+    root_prop = _root_propagation(ctx)  # validated before any side effect
     reqs = [mounts.request(i, m, ctx.bundle) for i, m in enumerate(cfg.get("mounts") or [])]
     trees = ctx.extra.pop("source_trees", None) or {}   # bind sources the runtime cloned (mountsources.py)
     for req in reqs:
         req.tree = trees.get(req.index)
-    if ctx.new_mntns:
-        # D-17: nothing we mount may propagate to the host
-        sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
     if not os.path.isdir(ctx.rootfs):
         raise OciError(f"root.path: {ctx.rootfs} is not a directory")
+    if ctx.new_mntns:
+        # runc's prepareRoot: the copy of the runtime's mounts gets linux.rootfsPropagation before
+        # anything is mounted, by default rslave (D-17: nothing we mount propagates to the host).
+        # With rshared the copies stay peers of the host's mounts, so a volume bound from a shared
+        # host mount is a peer too and mounts travel both ways (Kubernetes' Bidirectional); made
+        # rslave first, the volume would only ever be a slave. (Applied to "/" again after pivot_root.)
+        sc.mount(None, "/", None, root_prop or (sc.MS_SLAVE | sc.MS_REC), label="/ (linux.rootfsPropagation)")
+        _private_parent_mount(ctx.rootfs)
     # A mount of its own, so pivot_root can use it and its submounts move along. Without a new
     # mount namespace (the runtime's, inherited: the spec's "inherit"; or one joined by path) the
     # mounts are made in that namespace and the init chroots into the rootfs (as crun does); the
@@ -123,6 +128,15 @@ def hide_outside_proc_and_sysfs(rootfs: str) -> None:
                      label=f"{mountpoint} (covering it)")
 
 
+def _private_parent_mount(rootfs: str) -> None:
+    """The mount the rootfs lives on is made private when it is shared (as runc): the rootfs bind
+    would propagate to the host's peers of it, and pivot_root refuses a shared parent. An
+    unbindable one (rootfsPropagation unbindable) too, or the rootfs could not be bound."""
+    point, tags = mounts.parent_mount(rootfs)
+    if any(t.startswith("shared:") or t == "unbindable" for t in tags):
+        sc.mount(None, point, None, sc.MS_PRIVATE, label=f"{point} (the mount the rootfs is on)")
+
+
 def enter_rootfs(ctx) -> None:
     """pivot_root into the rootfs (or MS_MOVE + chroot with --no-pivot); cwd "/"."""
     if not ctx.new_mntns:
@@ -141,7 +155,8 @@ def enter_rootfs(ctx) -> None:
             os.fchdir(new_root)
             sc.pivot_root(".", ".")
             os.fchdir(old_root)
-            # the old root is a slave already (prepare_rootfs); again, so the umount cannot propagate
+            # the old root is made a slave (it may be shared: rootfsPropagation), so that its
+            # umount cannot propagate to the host
             sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
             sc.umount2(".", sc.MNT_DETACH)
         finally:
