@@ -441,6 +441,11 @@ def test_hostile_paths_stay_inside_the_layer(bundler, tmp_path):
         (tinfo(f"up{v}/via-relative-link"), b"3"),
         (tinfo("abs", tarfile.SYMTYPE, linkname="/"), None),
         (tinfo(f"abs{v}/via-absolute-link"), b"4"),
+        (tinfo("over", tarfile.SYMTYPE, linkname=f"{v}/overwritten"), None),
+        (tinfo("over"), b"a file replaces the symlink, never writes through it"),
+        (tinfo("dirover", tarfile.SYMTYPE, linkname=v), None),
+        (tinfo("dirover/", tarfile.DIRTYPE, 0o755), None),
+        (tinfo("dirover/inside"), b"5"),
         (tinfo("null", tarfile.CHRTYPE, 0o666, devmajor=1, devminor=3), None),
         (tinfo("suid", mode=0o4755), b"#!/bin/sh\n"),
     ])
@@ -448,6 +453,8 @@ def test_hostile_paths_stay_inside_the_layer(bundler, tmp_path):
     assert os.listdir(victim) == []
     inside = os.path.join(bundle, "rootfs", v.lstrip("/"))
     assert sorted(os.listdir(inside)) == ["absolute", "dotdot", "via-absolute-link", "via-relative-link"]
+    assert open(os.path.join(bundle, "rootfs", "over")).read().startswith("a file replaces")
+    assert os.listdir(os.path.join(bundle, "rootfs", "dirover")) == ["inside"]
     umoci = str(tmp_path / "umoci-bundle")
     imagebuild.run("umoci", "unpack", "--image", image, umoci)
     assert os.listdir(victim) == []
