@@ -5,6 +5,7 @@ procfs handle can be had (exec into such a container) the write fails with a cle
 import json
 import os
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -17,11 +18,30 @@ FAKES = {"proc/sys/net/ipv4/ip_forward": "fake\n", "proc/sys/kernel/shmmax": "fa
          "proc/self/oom_score_adj": "fake\n"}
 
 
+def copy_tree(src: str, dst: str) -> None:
+    """Directories, regular files and symlinks only, on src's filesystem only: a device node some
+    other test left in the shared rootfs (dev/full, dev/zero) would be read forever by a plain
+    copytree, and must never be copied as a file."""
+    dev = os.lstat(src).st_dev
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        os.makedirs(os.path.join(dst, rel), exist_ok=True)
+        dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == dev
+                       or os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            path, target = os.path.join(dirpath, name), os.path.join(dst, rel, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(path), target)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copy2(path, target)
+
+
 @pytest.fixture
 def fake_proc_rootfs(rootfs_dir, tmp_path):
     """A private copy of the busybox rootfs (the shared one is never written) with the fake files."""
     rootfs = str(tmp_path / "fakeproc" / "rootfs")
-    shutil.copytree(rootfs_dir, rootfs, symlinks=True)
+    copy_tree(rootfs_dir, rootfs)
     for rel, text in FAKES.items():
         os.makedirs(os.path.dirname(os.path.join(rootfs, rel)), exist_ok=True)
         with open(os.path.join(rootfs, rel), "w") as f:

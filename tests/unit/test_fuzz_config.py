@@ -26,7 +26,7 @@ def bundle(tmp_path_factory):
 def load(bundle: str, raw: bytes) -> None:
     with open(os.path.join(bundle, "config.json"), "wb") as f:
         f.write(raw)
-    config = parent.load_and_validate(bundle, os.path.join(bundle, "state"))
+    config = parent.load_and_validate(bundle)
     process = config.get("process")       # create_container's own checks before the init
     if process:
         process.get("terminal")
