@@ -80,6 +80,15 @@ def prepare_rootfs(ctx) -> None:
         req.tree = trees.get(req.index)
     if not os.path.isdir(ctx.rootfs):
         raise OciError(f"root.path: {ctx.rootfs} is not a directory")
+    if ctx.new_mntns and not ctx.new_userns:
+        # A bind asked to be shared (shared, rshared) is cloned before "/" gets its propagation: the
+        # clone of a shared host mount is its peer, so mounts travel both ways even when "/" is
+        # rslave (runc makes it a slave first: only the host's mounts reach it). In a user
+        # namespace the copies of shared mounts are slaves anyway (the kernel's CL_SHARED_TO_SLAVE).
+        for req in reqs:
+            if (req.tree is None and req.options.bind
+                    and any(p & sc.MS_SHARED for p in req.options.propagation)):
+                req.tree = mounts.clone_source(req, None)
     if ctx.new_mntns:
         # runc's prepareRoot: the copy of the runtime's mounts gets linux.rootfsPropagation before
         # anything is mounted, by default rslave (D-17: nothing we mount propagates to the host).

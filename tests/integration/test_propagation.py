@@ -1,5 +1,6 @@
 """Mount propagation between the host and a container (config-linux.md rootfsPropagation, mount
-options shared/rshared/slave...), end to end, compared with runc 1.1.5's behaviour on this machine.
+options shared/rshared/slave...), end to end, compared with runc 1.1.5's behaviour on this machine
+(the same, except that a volume asking to be shared is shared with its source even when / is rslave).
 
 A host directory is made a shared mount of its own (this host's / is private), bound into the
 container as a volume; a tmpfs is mounted under it from inside the container's mount namespace
@@ -74,10 +75,17 @@ def test_rootfs_propagation_rshared_makes_a_plain_volume_of_a_shared_mount_its_p
     assert _propagation(ocirun, shared_dir, "rshared") == (True, True)          # as runc
 
 
-@pytest.mark.parametrize("options", [("rbind",), ("rbind", "rshared"), ("rbind", "rslave")])
+@pytest.mark.parametrize("options", [("rbind",), ("rbind", "rslave")])
 def test_by_default_mounts_reach_the_container_but_never_the_host(ocirun, shared_dir, options):
-    # D-17: without rootfsPropagation, / is rslave: even an rshared volume only receives (as runc)
+    # D-17: without rootfsPropagation, / is rslave, and so is a volume that asks for nothing else
     assert _propagation(ocirun, shared_dir, None, options) == (False, True)
+
+
+@pytest.mark.parametrize("options", [("rbind", "rshared"), ("bind", "shared")])
+def test_a_shared_volume_propagates_both_ways_without_rootfs_propagation(ocirun, shared_dir, options):
+    # the volume asks for it: it is cloned before / is made rslave, so it is a peer of its source
+    # (runc makes it a slave with a peer group of its own: only the host's mounts reach it)
+    assert _propagation(ocirun, shared_dir, None, options) == (True, True)
 
 
 def test_rootfs_propagation_rprivate_cuts_both_ways(ocirun, shared_dir):
