@@ -9,8 +9,6 @@ or into silent damage (a NUL byte cuts a mount destination or type short in the 
 - numbers must be finite and integers fit 64 bits (NaN, Infinity, 1e400 and 2**64 are not Go values).
 Every refusal is a one-line ConfigError naming the JSON path of the offending value.
 """
-import json
-
 from ocirun.errors import ConfigError
 
 # Go's encoding/json allows 10000; ours is lower because the schema validator and the encoders
@@ -22,6 +20,7 @@ _INT_MAX = (1 << 64) - 1
 
 def decode(raw: bytes, what: str = "config.json") -> dict:
     """Parse `raw` as the JSON object of config.json; every failure is one ConfigError line."""
+    import json     # here: check_values() alone serves `exec --process`, which avoids json's imports
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in raw[:4]:
         # a BOM or NULs among ASCII: json.loads(bytes) would decode it; runc's decoder refuses it
         raise ConfigError(what, "invalid JSON: UTF-16 or UTF-32 text; JSON must be UTF-8")
@@ -54,6 +53,14 @@ def decode(raw: bytes, what: str = "config.json") -> dict:
 def _path(parts: tuple) -> str:
     from ocirun.spec import json_path
     return json_path(parts) or "config.json"
+
+
+def check_process_file(doc: dict, what: str) -> None:
+    """check_values() for `exec --process FILE`: paths are given as process.<field>."""
+    try:
+        check_values({"process": doc})
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc.path}", exc.msg) from None
 
 
 def _check_string(s: str, parts: tuple, bad_utf8: bool, what: str = "") -> None:

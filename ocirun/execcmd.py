@@ -186,10 +186,14 @@ def build_process(config: dict, opts: dict, args: list[str]) -> dict:
                 process = fastjson.loads(f.read())
         except OSError as exc:
             raise OciError(f"--process {opts['process']}: open: {exc.strerror.lower()}") from None
-        except ValueError as exc:
-            raise OciError(f"--process {opts['process']}: invalid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            text = "exceeded max depth" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:200]
+            raise OciError(f"--process {opts['process']}: invalid JSON: {text}") from None
         if not isinstance(process, dict):
             raise OciError(f"--process {opts['process']}: must be a JSON object (the spec's process)")
+        # NUL bytes, lone surrogates, non-finite or huge numbers, nesting: one line naming the field
+        from ocirun.configjson import check_process_file
+        check_process_file(process, f"--process {opts['process']}")
         for key in ("capabilities", "rlimits", "apparmorProfile", "selinuxLabel"):
             if key not in process and key in base:
                 process[key] = base[key]

@@ -144,3 +144,34 @@ def test_a_10_mb_config_runs(ocirun):
     proc = ocirun.run_output(config, "big")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["100000"]
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda p: p.update(args=["echo", "a\0b"]), "process.args[1]: must not contain a NUL byte"),
+    (lambda p: p.update(args=["echo", "a\ud800"]), "process.args[1]: must be valid Unicode text"),
+    (lambda p: p.update(env=["A=\0"]), "process.env[0]: must not contain a NUL byte"),
+    (lambda p: p.update(cwd="/\0"), "process.cwd: must not contain a NUL byte"),
+    (lambda p: p.update(x=[[[[["not deep"]]]]]), None),
+])
+def test_exec_process_file_with_hostile_strings(ocirun, tmp_path, change, needle):
+    """`exec --process` (what containerd's and podman's shims use): once a ValueError or a
+    UnicodeEncodeError line, now the field named."""
+    config = base_config(["sleep", "100"])
+    ocirun("run", "-d", "-b", ocirun.bundle(config), "hx", check=True)
+    process = dict(config["process"], args=["true"])
+    change(process)
+    path = tmp_path / "process.json"
+    path.write_text(json.dumps(process))
+    proc = ocirun("exec", "--process", str(path), "hx")
+    if needle is None:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert_one_line_error(proc, "--process", needle)
+
+
+def test_exec_process_file_nested_too_deep(ocirun, tmp_path):
+    config = base_config(["sleep", "100"])
+    ocirun("run", "-d", "-b", ocirun.bundle(config), "hd", check=True)
+    path = tmp_path / "process.json"
+    path.write_text(json.dumps(dict(config["process"], args=["true"]))[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}")
+    assert_one_line_error(ocirun("exec", "--process", str(path), "hd"), "--process", "exceeded max depth")
