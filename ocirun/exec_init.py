@@ -49,6 +49,11 @@ def main() -> None:
     if not data:
         os._exit(1)
     plan = marshal.loads(data)
+    if plan.get("type") == "large" and fds:     # the plan itself is in a memfd (execcmd._send_plan)
+        from ocirun.protocol import _read_all
+        memfd = fds.pop()
+        plan = marshal.loads(_read_all(memfd, plan["size"]))
+        os.close(memfd)
     if len(fds) != len(plan["ns"]) + (1 if plan.get("console") else 0):
         report(sync, ExecFailed(f"exec helper: got {len(fds)} fds, expected more"))
         os._exit(1)

@@ -115,6 +115,9 @@ def _exec(g, argv: list[str]) -> int:
         os.close(pidfd)
 
 
+INLINE_MAX = 1 << 17     # a larger exec plan travels in a memfd (as protocol.INLINE_MAX)
+
+
 def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _socket.socket):
     state = st.load(g.root, cid)
     status = state.status
@@ -162,8 +165,15 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
         if host_console is not None:
             # our own terminal: the pty is set up as ttyproxy.prepare() does, before the program runs
             plan["foreground_tty"] = {"size": ttyproxy.host_size(host_console)}
+        data = marshal.dumps(plan)
+        if len(data) > INLINE_MAX:
+            # a packet must fit the socket buffer (an env of a few hundred KB, which execve takes,
+            # was "message too long"): the plan goes in a memfd sent along, the last fd
+            from ocirun.protocol import _to_memfd
+            send_fds.append(_to_memfd(data))
+            data = marshal.dumps({"type": "large", "size": len(data)})
         rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(send_fds)}i", *send_fds))] if send_fds else []
-        sync.sendmsg([marshal.dumps(plan)], rights)
+        sync.sendmsg([data], rights)
     finally:
         for fd in send_fds:
             os.close(fd)

@@ -175,3 +175,16 @@ def test_exec_process_file_nested_too_deep(ocirun, tmp_path):
     path = tmp_path / "process.json"
     path.write_text(json.dumps(dict(config["process"], args=["true"]))[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}")
     assert_one_line_error(ocirun("exec", "--process", str(path), "hd"), "--process", "exceeded max depth")
+
+
+def test_exec_with_an_environment_of_a_megabyte(ocirun, tmp_path):
+    """The exec plan was one packet too: "message too long" for an env execve(2) takes."""
+    config = base_config(["sleep", "100"])
+    ocirun("run", "-d", "-b", ocirun.bundle(config), "he", check=True)
+    process = dict(config["process"], args=["sh", "-c", 'echo "${#BIG3}"'],
+                   env=["PATH=/bin"] + [f"BIG{i}=" + "y" * 100_000 for i in range(10)])
+    path = tmp_path / "process.json"
+    path.write_text(json.dumps(process))
+    proc = ocirun("exec", "--process", str(path), "he")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["100000"]
