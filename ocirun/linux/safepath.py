@@ -133,30 +133,44 @@ def split(path: str) -> tuple[str, str]:
 
 
 def create_file_in_root(root_fd: int, path: str, mode: int = 0o644) -> int:
-    """Open (O_PATH) the existing `path`, or create an empty regular file there (no symlink followed)."""
-    try:
-        return open_in_root(root_fd, path)
-    except SyscallError as e:
-        if e.errno != errno.ENOENT:
-            raise
-    parent, name = split(path)
-    dfd = mkdir_all_in_root(root_fd, parent)
-    try:
+    """Open (O_PATH) the existing `path`, or create an empty regular file there (no symlink followed
+    by the kernel). A dangling symlink in the way (/etc/resolv.conf -> ../run/systemd/resolve/...)
+    is followed inside the root, as the container would, and the file made where it points."""
+    for _ in range(MAX_SYMLINKS):
         try:
-            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             mode, dir_fd=dfd))
-        except FileExistsError:
-            pass  # raced, or a dangling symlink: refused by the O_NOFOLLOW open below
+            return open_in_root(root_fd, path)
+        except SyscallError as e:
+            if e.errno != errno.ENOENT:
+                raise
+        parent, name = split(path)
+        dfd = mkdir_all_in_root(root_fd, parent)
         try:
-            fd = os.open(name, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        except OSError as e:
-            raise SyscallError(e.errno, "create", clean(path)) from None
-        if stat.S_ISLNK(os.fstat(fd).st_mode):
+            try:
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 mode, dir_fd=dfd))
+            except FileExistsError:
+                pass  # raced, or a dangling symlink: seen by the O_NOFOLLOW open below
+            try:
+                fd = os.open(name, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            except OSError as e:
+                raise SyscallError(e.errno, "create", clean(path)) from None
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                return fd
             os.close(fd)
-            raise UnsafePathError(f"create {clean(path)}: a dangling symlink is in the way")
-        return fd
-    finally:
-        os.close(dfd)
+            target = os.readlink(name, dir_fd=dfd)
+            path = target if target.startswith("/") else f"{_path_in_root(root_fd, dfd)}/{target}"
+        finally:
+            os.close(dfd)
+    raise SyscallError(errno.ELOOP, "create", clean(path))
+
+
+def _path_in_root(root_fd: int, fd: int) -> str:
+    """Where an fd found inside the root is, as a path in the root (for a relative symlink's base)."""
+    root = os.readlink(fd_path(root_fd)).rstrip("/")
+    real = os.readlink(fd_path(fd))
+    if real != root and not real.startswith(root + "/"):
+        raise UnsafePathError(f"{real} is outside the container's root")
+    return real[len(root):] or "/"
 
 
 def ensure_target(root_fd: int, path: str, is_dir: bool, *, no_symlinks: bool = False) -> int:

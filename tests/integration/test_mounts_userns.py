@@ -69,23 +69,30 @@ def test_a_read_only_dev_is_made_read_only_after_its_submounts_and_devices(ociru
 
 
 def test_a_destination_through_a_dangling_symlink_is_made_inside_the_rootfs(ocirun, userns_rootfs):
-    # /a -> /<missing>/dir: resolved as the container would, so the directories are made under the
-    # rootfs, never at the host's /<missing>
+    # /a -> /<missing>/dir, and a file destination that is itself a dangling relative symlink (as
+    # /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf in systemd images): resolved as the
+    # container would, so what is missing is made under the rootfs, never at the host's /<missing>
     missing = f"ocirun-missing-{os.getpid()}"
-    link = os.path.join(userns_rootfs, "a")
-    os.symlink(f"/{missing}/dir", link)
+    links = {os.path.join(userns_rootfs, "a"): f"/{missing}/dir",
+             os.path.join(userns_rootfs, "etc", f"{missing}.conf"): f"../{missing}/run/stub.conf"}
+    for link, target in links.items():
+        os.symlink(target, link)
     try:
-        config = userns_config(["sh", "-c", "grep ' /a/x \\| /a/f ' /proc/self/mountinfo; "
-                                            f"grep -c ' /{missing}/dir/x ' /proc/self/mountinfo; ls /a/"])
+        config = userns_config(["sh", "-c", f"grep -c ' /{missing}/' /proc/self/mountinfo; ls /a/; "
+                                            f"cat /etc/{missing}.conf"])
         config["mounts"] += [{"destination": "/a/x", "type": "tmpfs", "source": "tmpfs"},
-                             {"destination": "/a/f", "type": "bind", "source": "/etc/hostname", "options": ["bind"]}]
+                             {"destination": "/a/f", "type": "bind", "source": "/etc/hostname", "options": ["bind"]},
+                             {"destination": f"/etc/{missing}.conf", "type": "bind", "source": "/etc/hostname",
+                              "options": ["bind"]}]
         out = run_ok(ocirun, userns_rootfs, config)
         assert not os.path.lexists(f"/{missing}")
-        assert os.path.isdir(os.path.join(userns_rootfs, missing, "dir", "x"))
-        assert os.path.isfile(os.path.join(userns_rootfs, missing, "dir", "f"))
-        assert out.split() == ["1", "f", "x"], out
+        made = os.path.join(userns_rootfs, missing)
+        assert os.path.isdir(os.path.join(made, "dir", "x"))
+        assert os.path.isfile(os.path.join(made, "dir", "f")) and os.path.isfile(os.path.join(made, "run", "stub.conf"))
+        assert out.split() == ["3", "f", "x"] + open("/etc/hostname").read().split(), out
     finally:
-        os.unlink(link)
+        for link in links:
+            os.unlink(link)
         shutil.rmtree(os.path.join(userns_rootfs, missing), ignore_errors=True)
         shutil.rmtree(f"/{missing}", ignore_errors=True)
 
