@@ -152,7 +152,10 @@ def state_cmd(g, argv: list[str]) -> int:
 
 def list_cmd(g, argv: list[str]) -> int:
     opts, pos = parse(argv, {"format": "str", "quiet": "bool"}, {"f": "format", "q": "quiet"})
-    ids = st.list_ids(g.root)
+    foreign: list[str] = []
+    ids = st.list_ids(g.root, foreign)
+    for name in sorted(foreign):    # another tool's file in --root must not break list (runc's does)
+        log.warning(f"{os.path.join(g.root, name)}: not a container, skipped")
     if opts["quiet"]:
         sys.stdout.write("".join(cid + "\n" for cid in ids))
         return 0

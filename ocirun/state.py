@@ -276,15 +276,23 @@ def write_pid_file(path: str, pid: int) -> None:
     os.replace(tmp, path)
 
 
-def list_ids(root: str) -> list[str]:
+def list_ids(root: str, foreign: list | None = None) -> list[str]:
     """Every container directory, damaged or half-made ones included (so that `list` can warn about
-    them and `list -q | xargs delete --force` removes them); a name starting with a dot is never an id."""
+    them and `list -q | xargs delete --force` removes them). Other entries (a stray file, a
+    symlink, a dot-entry: a name starting with a dot is never an id) are not containers; their
+    names go to `foreign`."""
     try:
         entries = os.scandir(root)
     except FileNotFoundError:
         return []
+    ids = []
     with entries:
-        return sorted(e.name for e in entries if e.name[0] != "." and e.is_dir(follow_symlinks=False))
+        for e in entries:
+            if e.name[0] != "." and e.is_dir(follow_symlinks=False):
+                ids.append(e.name)
+            elif foreign is not None:
+                foreign.append(e.name)
+    return sorted(ids)
 
 
 def is_half_made(root: str, cid: str) -> bool:

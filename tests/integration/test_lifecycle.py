@@ -256,6 +256,25 @@ def test_list_shows_containers_in_table_and_json(ocirun):
     assert [c["id"] for c in data] == ["c1"] and data[0]["status"] == "created"
 
 
+def test_list_skips_entries_of_root_that_are_not_containers_with_a_warning(ocirun):
+    # --root shared with another tool: a stray file, a symlink and a dot-entry are not containers
+    bundle = ocirun.bundle(base_config(["sleep", "100"]))
+    ocirun("create", "-b", bundle, "c1", check=True)
+    with open(os.path.join(ocirun.root, "stray-file"), "w") as f:
+        f.write("not a container")
+    os.symlink("/tmp", os.path.join(ocirun.root, "a-link"))
+    os.mkdir(os.path.join(ocirun.root, ".other-tool"))
+    for args in (["list"], ["list", "-q"], ["list", "--format", "json"]):
+        proc = ocirun(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert "c1" in proc.stdout and "stray-file" not in proc.stdout and "a-link" not in proc.stdout
+        warned = [line for line in proc.stderr.splitlines() if "level=warning" in line]
+        assert any("stray-file: not a container" in line for line in warned), proc.stderr
+        assert any("a-link: not a container" in line for line in warned), proc.stderr
+        assert any(".other-tool: not a container" in line for line in warned), proc.stderr
+    assert [c["id"] for c in json.loads(ocirun("list", "--format", "json").stdout)] == ["c1"]
+
+
 def test_delete_removes_the_default_parent_cgroup_once_empty(ocirun):
     bundle = ocirun.bundle(base_config(["true"]))
     ocirun("run", "-b", bundle, "c1", check=True)
