@@ -65,6 +65,7 @@ GLOBAL OPTIONS:
    --debug             enable debug logging
    --systemd-cgroup    place cgroups under systemd slices (slice:prefix:name cgroupsPath)
    --version, -v       print the version
+   --help, -h          show help (`ocirun COMMAND --help`: the command's own flags)
 """
 
 

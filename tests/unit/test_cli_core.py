@@ -187,6 +187,8 @@ def test_help_lists_only_flags_the_parser_takes():
 def test_help_command_and_help_after_the_container_command(tmp_path):
     proc = subprocess.run([sys.executable, "-I", "-m", "ocirun", "help", "kill"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ocirun kill [command options]" in proc.stdout
+    proc = subprocess.run([sys.executable, "-I", "-m", "ocirun", "-h"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--help, -h" in proc.stdout
     # `exec ID cmd --help`: --help belongs to cmd, not to exec
     opts, pos = parse(["c1", "sh", "--help"], {"tty": "bool"}, stop_at_positional=1)
     assert pos == ["c1", "sh", "--help"]
