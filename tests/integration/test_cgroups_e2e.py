@@ -317,7 +317,17 @@ def test_cpu_shares_quota_period_and_cpus(ocirun):
     assert box.file("affinity").split() == ["Cpus_allowed_list:", "0"]
 
 
+BLKIO_WEIGHT_FILES = [n for n in ("blkio.weight", "blkio.bfq.weight") if os.path.exists(f"/sys/fs/cgroup/blkio/{n}")]
+
+
 def test_blkio_weight(ocirun):
+    if not BLKIO_WEIGHT_FILES:      # no CFQ, and BFQ is not the scheduler of any disk (kernel-dependent)
+        config = base_config(["true"])
+        config["linux"]["resources"] = {"blockIO": {"weight": 300}}
+        proc = ocirun("create", "-b", ocirun.bundle(config), f"{TAG}-blkw")
+        assert proc.returncode != 0
+        assert "linux.resources.blockIO.weight: cannot be applied" in proc.stderr
+        return
     box = launch(ocirun, dump("blkio/blkio.bfq.weight", "blkio/blkio.weight"),
                  resources={"blockIO": {"weight": 300}}, start=False)
     names = [n for n in ("blkio.weight", "blkio.bfq.weight")
