@@ -4,37 +4,17 @@ must reach the kernel (written through a handle proven to be procfs), never thos
 procfs handle can be had (exec into such a container) the write fails with a clear error."""
 import json
 import os
-import shutil
-import stat
 import subprocess
 
 import pytest
 
 from tests.conftest import base_config
+from tests.rootfscopy import copy_tree
 
 pytestmark = pytest.mark.root
 
 FAKES = {"proc/sys/net/ipv4/ip_forward": "fake\n", "proc/sys/kernel/shmmax": "fake\n",
          "proc/self/oom_score_adj": "fake\n"}
-
-
-def copy_tree(src: str, dst: str) -> None:
-    """Directories, regular files and symlinks only, on src's filesystem only: a device node some
-    other test left in the shared rootfs (dev/full, dev/zero) would be read forever by a plain
-    copytree, and must never be copied as a file."""
-    dev = os.lstat(src).st_dev
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        os.makedirs(os.path.join(dst, rel), exist_ok=True)
-        dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == dev
-                       or os.path.islink(os.path.join(dirpath, d))]
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            path, target = os.path.join(dirpath, name), os.path.join(dst, rel, name)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(path), target)
-            elif stat.S_ISREG(st.st_mode):
-                shutil.copy2(path, target)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from tests.conftest import base_config  # noqa: E402
 from tests.fuzzconfig import mutated_configs  # noqa: E402
 from tests.leftovers import _cgroup_dirs, _init_pids  # noqa: E402
+from tests.rootfscopy import copy_tree  # noqa: E402
 
 pytestmark = pytest.mark.root
 
@@ -26,15 +27,26 @@ def my_mounts(ocirun):
                   if any(k in line for k in keys))
 
 
+@pytest.fixture
+def private_rootfs(rootfs_dir, tmp_path):
+    """Mutated configs may drop the /dev mount or add mount destinations: the runtime then makes
+    device nodes and directories in the rootfs itself (as runc does), so never in the shared one."""
+    path = str(tmp_path / "fuzz-rootfs")
+    copy_tree(rootfs_dir, path)
+    return path
+
+
 @settings(max_examples=int(os.environ.get("OCIRUN_FUZZ_CREATES", "40")), deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(case=mutated_configs(base_config(["true"]), max_mutations=2))
-def test_create_of_a_mutated_config_is_one_line_or_a_container_and_leaves_nothing(ocirun, case):
+def test_create_of_a_mutated_config_is_one_line_or_a_container_and_leaves_nothing(ocirun, private_rootfs, case):
     raw, what = case
     _SEQ[0] += 1
     cid = f"fz{os.getpid()}-{_SEQ[0]}"
     bundle = ocirun.bundle(base_config(), name=f"fuzz{_SEQ[0]}")
+    os.unlink(os.path.join(bundle, "rootfs"))
+    os.symlink(private_rootfs, os.path.join(bundle, "rootfs"))
     with open(os.path.join(bundle, "config.json"), "wb") as f:
         f.write(raw)
     mine = (ocirun.tmp, ocirun.root)
