@@ -273,23 +273,3 @@ def test_list_skips_entries_of_root_that_are_not_containers_with_a_warning(ociru
         assert any("a-link: not a container" in line for line in warned), proc.stderr
         assert any(".other-tool: not a container" in line for line in warned), proc.stderr
     assert [c["id"] for c in json.loads(ocirun("list", "--format", "json").stdout)] == ["c1"]
-
-
-def test_delete_removes_the_default_parent_cgroup_once_empty(ocirun):
-    bundle = ocirun.bundle(base_config(["true"]))
-    ocirun("run", "-b", bundle, "c1", check=True)
-    for hierarchy in ("pids", "memory", "freezer", "unified"):
-        for dirpath in _default_parents(hierarchy):
-            children = [e for e in os.scandir(dirpath) if e.is_dir()]
-            assert children, f"{dirpath} left behind, empty"
-
-
-def _default_parents(hierarchy):
-    own = {}
-    for line in open("/proc/self/cgroup").read().splitlines():
-        _, ctrls, path = line.split(":", 2)
-        for c in ctrls.split(","):
-            own[c.replace("name=", "") or "unified"] = path
-    base = f"/sys/fs/cgroup/{hierarchy}"
-    return [p for p in (os.path.normpath(f"{base}/{own.get(hierarchy, '/')}/ocirun"), f"{base}/ocirun")
-            if os.path.isdir(p)]
