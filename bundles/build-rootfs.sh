@@ -129,3 +129,8 @@ EOF
 uid="${owner%:*}"; gid="${owner#*:}"
 chown -hR "${uid:-0}:${gid:-0}" "$rootfs"
 chown "$(( ${uid:-0} + 1000 )):$(( ${gid:-0} + 1000 ))" "$rootfs/home/user"
+
+# Device nodes never belong in this rootfs: a container run on it without a /dev mount gets its
+# default devices made here (as with runc). Left behind, a plain copy of the tree (a test's private
+# rootfs) would read dev/zero or dev/full forever. -xdev: nothing mounted below is touched.
+find "$rootfs" -xdev \( -type c -o -type b \) -delete
