@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.conftest import OCIRUN, REPO, base_config
+from tests.rootfscopy import copy_tree
 
 pytestmark = pytest.mark.root
 
@@ -251,7 +252,7 @@ int _nss_poison_getpwuid_r(void) { return 0; }
 def _poisoned_rootfs(src: str, dest: str, marker: str) -> list[str]:
     """A copy of the busybox rootfs with, at every path the runtime's interpreter imports from,
     modules named like real ones, plus .pth files, sitecustomize, and NSS/libseccomp libraries."""
-    shutil.copytree(src, dest, symlinks=True)
+    copy_tree(src, dest)    # dirs, files and links only: a leaked device node would be read forever
     planted = []
 
     def plant(rel: str, name: str, tag: str):
@@ -383,7 +384,7 @@ def test_privileged_container_cannot_write_the_runtime_interpreter_through_proc_
     the runtime's init as pid 1 and tries CVE-2019-5736 on /proc/1/exe: open it for writing, and
     modify it directly or through a kept handle. Every probe is non-destructive (see PROBE_C)."""
     rootfs = str(tmp_path / "attacker" / "rootfs")
-    shutil.copytree(rootfs_dir, rootfs, symlinks=True)
+    copy_tree(rootfs_dir, rootfs)
     (tmp_path / "probe.c").write_text(PROBE_C)
     build = subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(rootfs, "probe"), str(tmp_path / "probe.c")],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
