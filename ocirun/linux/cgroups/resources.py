@@ -126,7 +126,175 @@ def _list(obj: dict, key: str, path: str) -> list:
     return v
 
 
-# --- shared parts --------------------------------------------------------------------------------
+# --- the table: one row per field, spec path -> v1 file, v2 file, converter --------------------------
+
+# A row's v1/v2 entry is one of:
+#   To(controller, file, convert, alts): value = the row's reader; convert(value, path) -> the text to
+#       write, or None for "nothing to write"; alts: ((file, convert), ...) tried when `file` is missing.
+#   No(what, when): the field cannot be expressed on that version: when(value) -> refuse it.
+#   None: the field means nothing there (nothing to write, nothing to refuse).
+#   Both(fn): fields that convert together (memory limit+swap, cpu quota+period):
+#       fn(obj, current, v2) -> writes.
+To = namedtuple("To", "controller file convert alts", defaults=((),))
+No = namedtuple("No", "what when")
+Both = namedtuple("Both", "fn")
+
+
+def _text(v, path):                 # the value as is
+    return str(v)
+
+
+def _nonzero(v, path):              # 0 means "not set" (cpu.shares, blockIO weights)
+    return str(v) if v else None
+
+
+def _nonzero_min0(v, path):         # read without a minimum so that v2 refuses -1 as "not supported"
+    if v < 0:
+        raise ConfigError(path, f"invalid value {v} (minimum 0)")
+    return _nonzero(v, path)
+
+
+def _true(v, path):                 # only `true` writes (disableOOMKiller)
+    return "1" if v else None
+
+
+def _flag(v, path):
+    return "1" if v else "0"
+
+
+def _v2_limit(v, path):
+    return _v2_num(v)
+
+
+def _weight(v, path):
+    return str(shares_to_weight(v)) if v else None
+
+
+def _io_weight(v, path):
+    return str(blkio_weight_to_io_weight(v))
+
+
+def _swappiness(v, path):
+    if v < 0:
+        raise ConfigError(path, f"invalid value {v} (minimum 0)")
+    if v > 100:
+        raise ConfigError(path, f"invalid value {v} (valid range is 0-100)")
+    return str(v)
+
+
+def _is_set(v):
+    return v is not None
+
+
+def _limited(v):                    # -1 (unlimited) is what v2 does anyway
+    return v not in (None, -1)
+
+
+def _memory_limit_swap(mem: dict, current: dict, v2: bool) -> list[Write]:
+    limit = _limit(mem, "limit", f"{R}.memory.limit")
+    swap = _limit(mem, "swap", f"{R}.memory.swap")
+    if v2:
+        swap = swap_to_v2(swap, limit)
+        files = (("memory.swap.max", swap, "swap"), ("memory.max", limit, "limit"))     # runc's order
+    else:
+        if limit == -1 and swap is None:
+            swap = -1          # unlimited memory implies unlimited swap (runc)
+        files = (("memory.limit_in_bytes", limit, "limit"), ("memory.memsw.limit_in_bytes", swap, "swap"))
+    return [Write("memory", file, _v2_num(v) if v2 else str(v), f"{R}.memory.{key}")
+            for file, v, key in files if v is not None]
+
+
+def _cpu_quota_period(cpu: dict, current: dict, v2: bool) -> list[Write]:
+    quota = _limit(cpu, "quota", f"{R}.cpu.quota")
+    period = _limit(cpu, "period", f"{R}.cpu.period")
+    if not v2:
+        return [Write("cpu", file, str(v), f"{R}.cpu.{key}")
+                for key, file, v in (("period", "cpu.cfs_period_us", period), ("quota", "cpu.cfs_quota_us", quota))
+                if v is not None]
+    if period == -1:
+        raise ConfigError(f"{R}.cpu.period", "invalid value -1")
+    if quota is None and period is None:
+        return []
+    if quota is None:
+        # keep the current quota: "max <period>" would silently lift it
+        cur = (current.get("cpu.max") or "max").split()
+        text = cur[0] if cur else "max"
+    else:
+        text = _v2_num(quota)
+    if period is not None:
+        text += f" {period}"
+    return [Write("cpu", "cpu.max", text, f"{R}.cpu.quota" if quota is not None else f"{R}.cpu.period")]
+
+
+def _int0(obj, key, path):
+    return _int(obj, key, path, minimum=0)
+
+
+# In write order (the manager retries rejected writes once, so order only settles the common case).
+FIELDS = (
+    ("memory.limit", None, Both(_memory_limit_swap), Both(_memory_limit_swap)),
+    ("memory.reservation", _limit, To("memory", "memory.soft_limit_in_bytes", _text),
+     To("memory", "memory.low", _v2_limit)),
+    ("memory.kernel", _limit, To("memory", "memory.kmem.limit_in_bytes", _text),
+     No("a separate kernel memory limit", _limited)),
+    ("memory.kernelTCP", _limit, To("memory", "memory.kmem.tcp.limit_in_bytes", _text),
+     No("a separate kernel memory limit", _limited)),
+    ("memory.swappiness", _int, To("memory", "memory.swappiness", _swappiness),
+     No("a per-cgroup swappiness", _is_set)),
+    ("memory.disableOOMKiller", _bool, To("memory", "memory.oom_control", _true),
+     No("disabling the OOM killer", bool)),
+    ("memory.useHierarchy", _bool, To("memory", "memory.use_hierarchy", _flag),
+     No("non-hierarchical accounting (false)", lambda v: v is False)),
+    ("cpu.shares", _int0, To("cpu", "cpu.shares", _nonzero), To("cpu", "cpu.weight", _weight)),
+    ("cpu.quota", None, Both(_cpu_quota_period), Both(_cpu_quota_period)),
+    ("cpu.burst", _int0, To("cpu", "cpu.cfs_burst_us", _text), To("cpu", "cpu.max.burst", _text)),
+    ("cpu.realtimePeriod", _limit, To("cpu", "cpu.rt_period_us", _text),
+     No("realtime CPU scheduling limits", _is_set)),
+    ("cpu.realtimeRuntime", _limit, To("cpu", "cpu.rt_runtime_us", _text),
+     No("realtime CPU scheduling limits", _is_set)),
+    ("cpu.idle", _int, To("cpu", "cpu.idle", _text), To("cpu", "cpu.idle", _text)),
+    ("cpu.cpus", _str, To("cpuset", "cpuset.cpus", _text), To("cpuset", "cpuset.cpus", _text)),
+    ("cpu.mems", _str, To("cpuset", "cpuset.mems", _text), To("cpuset", "cpuset.mems", _text)),
+    ("pids.limit", _int, To("pids", "pids.max", lambda v, p: "max" if v < 0 else str(v)),
+     To("pids", "pids.max", lambda v, p: "max" if v < 0 else str(v))),
+    ("blockIO.weight", _int0, To("blkio", "blkio.weight", _nonzero, (("blkio.bfq.weight", _text),)),
+     To("io", "io.bfq.weight", _nonzero, (("io.weight", _io_weight),))),
+    ("blockIO.leafWeight", _int, To("blkio", "blkio.leaf_weight", _nonzero_min0), No("leafWeight", bool)),
+)
+
+
+def _apply_fields(res: dict, current: dict, v2: bool, out: list[Write]) -> None:
+    groups: dict[str, dict] = {}
+    for name, read, *targets in FIELDS:
+        group, key = name.split(".", 1)
+        obj = groups.get(group)
+        if obj is None:
+            obj = groups[group] = _obj(res, group, f"{R}.{group}")
+            if group == "memory":
+                _check_memory_usage(obj, current)
+            elif group == "cpu":
+                _cpu_checks(obj)
+        target = targets[v2]
+        if target is None:
+            continue
+        if isinstance(target, Both):
+            out += target.fn(obj, current, v2)
+            continue
+        path = f"{R}.{name}"
+        value = read(obj, key, path)
+        if isinstance(target, No):
+            if target.when(value):
+                raise ConfigError(path, f"{target.what} is not supported on cgroup v2")
+            continue
+        if value is None:
+            continue
+        text = target.convert(value, path)
+        if text is not None:
+            out.append(Write(target.controller, target.file, text, path,
+                             alts=tuple((f, conv(value, path)) for f, conv in target.alts)))
+
+
+# --- the fields that are lists or maps ---------------------------------------------------------------
 
 def _check_memory_usage(mem: dict, current: dict) -> None:
     if not _bool(mem, "checkBeforeUpdate", f"{R}.memory.checkBeforeUpdate"):
@@ -143,13 +311,6 @@ def _cpu_checks(cpu: dict) -> None:
     burst = _int(cpu, "burst", f"{R}.cpu.burst", minimum=0)
     if quota and quota > 0 and burst and burst > quota:
         raise ConfigError(f"{R}.cpu.burst", f"burst ({burst}) must not be larger than quota ({quota})")
-
-
-def _pids(res: dict, out: list[Write]) -> None:
-    pids = _obj(res, "pids", f"{R}.pids")
-    limit = _int(pids, "limit", f"{R}.pids.limit")
-    if limit is not None:
-        out.append(Write("pids", "pids.max", "max" if limit < 0 else str(limit), f"{R}.pids.limit"))
 
 
 def _hugetlb(res: dict, out: list[Write], v2: bool) -> None:
@@ -195,121 +356,46 @@ def _dev_key(entry, path: str) -> str:
     return f"{major}:{minor}"
 
 
+def _weight_devices(bio: dict, out: list[Write], v2: bool) -> None:
+    for i, wd in enumerate(_list(bio, "weightDevice", f"{R}.blockIO.weightDevice")):
+        path = f"{R}.blockIO.weightDevice[{i}]"
+        key = _dev_key(wd, path)
+        if v2 and _int(wd, "leafWeight", f"{path}.leafWeight") is not None:
+            raise ConfigError(f"{path}.leafWeight", "leafWeight is not supported on cgroup v2")
+        dw = _int(wd, "weight", f"{path}.weight", minimum=0)
+        dlw = None if v2 else _int(wd, "leafWeight", f"{path}.leafWeight", minimum=0)
+        if dw is None and dlw is None:
+            raise ConfigError(f"{path}.weight" if v2 else path,
+                              "is required" if v2 else "at least one of weight or leafWeight is required")
+        if dw is not None:
+            out.append(Write("io", "io.bfq.weight", f"{key} {dw}", f"{path}.weight",
+                             alts=(("io.weight", f"{key} {blkio_weight_to_io_weight(dw)}"),)) if v2 else
+                       Write("blkio", "blkio.weight_device", f"{key} {dw}", f"{path}.weight",
+                             alts=(("blkio.bfq.weight_device", f"{key} {dw}"),)))
+        if dlw is not None:
+            out.append(Write("blkio", "blkio.leaf_weight_device", f"{key} {dlw}", f"{path}.leafWeight"))
+
+
+# spec key, v1 file blkio.throttle.<suffix>, v2 io.max key
 _THROTTLES = (("throttleReadBpsDevice", "read_bps_device", "rbps"),
               ("throttleWriteBpsDevice", "write_bps_device", "wbps"),
               ("throttleReadIOPSDevice", "read_iops_device", "riops"),
               ("throttleWriteIOPSDevice", "write_iops_device", "wiops"))
 
 
-def _device_writes_v1(res: dict, current: dict, with_devices: bool) -> list[Write]:
-    if "devices" not in res and not with_devices:
-        return []
-    target = _devices.emulate(_devices.rules_from_spec(_list(res, "devices", f"{R}.devices")))
-    cur = None
-    if current.get("devices.list") is not None:
-        cur = _devices.parse_devices_list(current["devices.list"])
-    return [Write("devices", f, v, f"{R}.devices") for f, v in _devices.v1_writes(target, cur)]
-
-
-# --- cgroup v1 -----------------------------------------------------------------------------------
-
-def v1_writes(res: dict | None, current: dict | None = None, *, with_devices: bool = False) -> list[Write]:
-    """Writes for cgroup v1. `current` holds what was read from the cgroup: "memory.usage" (int, for
-    checkBeforeUpdate) and "devices.list" (text, to write only device rule differences).
-    with_devices: apply the device policy even without a devices list (create: deny-all + defaults)."""
-    res = res or {}
-    current = current or {}
-    if not isinstance(res, dict):
-        raise ConfigError(R, "must be an object")
-    out: list[Write] = []
-
-    if res.get("unified"):
-        raise ConfigError(f"{R}.unified", "needs cgroup v2, but the controllers on this host are on cgroup v1")
-
-    out += _device_writes_v1(res, current, with_devices)
-
-    mem = _obj(res, "memory", f"{R}.memory")
-    _check_memory_usage(mem, current)
-    limit = _limit(mem, "limit", f"{R}.memory.limit")
-    swap = _limit(mem, "swap", f"{R}.memory.swap")
-    if limit == -1 and swap is None:
-        swap = -1          # unlimited memory implies unlimited swap (runc)
-    if limit is not None:
-        out.append(Write("memory", "memory.limit_in_bytes", str(limit), f"{R}.memory.limit"))
-    if swap is not None:
-        out.append(Write("memory", "memory.memsw.limit_in_bytes", str(swap), f"{R}.memory.swap"))
-    for key, file in (("reservation", "memory.soft_limit_in_bytes"), ("kernel", "memory.kmem.limit_in_bytes"),
-                      ("kernelTCP", "memory.kmem.tcp.limit_in_bytes")):
-        v = _limit(mem, key, f"{R}.memory.{key}")
-        if v is not None:
-            out.append(Write("memory", file, str(v), f"{R}.memory.{key}"))
-    swappiness = _int(mem, "swappiness", f"{R}.memory.swappiness", minimum=0)
-    if swappiness is not None:
-        if swappiness > 100:
-            raise ConfigError(f"{R}.memory.swappiness", f"invalid value {swappiness} (valid range is 0-100)")
-        out.append(Write("memory", "memory.swappiness", str(swappiness), f"{R}.memory.swappiness"))
-    if _bool(mem, "disableOOMKiller", f"{R}.memory.disableOOMKiller"):
-        out.append(Write("memory", "memory.oom_control", "1", f"{R}.memory.disableOOMKiller"))
-    hier = _bool(mem, "useHierarchy", f"{R}.memory.useHierarchy")
-    if hier is not None:
-        out.append(Write("memory", "memory.use_hierarchy", "1" if hier else "0", f"{R}.memory.useHierarchy"))
-
-    cpu = _obj(res, "cpu", f"{R}.cpu")
-    _cpu_checks(cpu)
-    shares = _int(cpu, "shares", f"{R}.cpu.shares", minimum=0)
-    if shares:
-        out.append(Write("cpu", "cpu.shares", str(shares), f"{R}.cpu.shares"))
-    for key, file in (("period", "cpu.cfs_period_us"), ("quota", "cpu.cfs_quota_us")):
-        v = _limit(cpu, key, f"{R}.cpu.{key}")
-        if v is not None:
-            out.append(Write("cpu", file, str(v), f"{R}.cpu.{key}"))
-    burst = _int(cpu, "burst", f"{R}.cpu.burst", minimum=0)
-    if burst is not None:
-        out.append(Write("cpu", "cpu.cfs_burst_us", str(burst), f"{R}.cpu.burst"))
-    for key, file in (("realtimePeriod", "cpu.rt_period_us"), ("realtimeRuntime", "cpu.rt_runtime_us")):
-        v = _limit(cpu, key, f"{R}.cpu.{key}")
-        if v is not None:
-            out.append(Write("cpu", file, str(v), f"{R}.cpu.{key}"))
-    idle = _int(cpu, "idle", f"{R}.cpu.idle")
-    if idle is not None:
-        out.append(Write("cpu", "cpu.idle", str(idle), f"{R}.cpu.idle"))
-    for key, file in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
-        v = _str(cpu, key, f"{R}.cpu.{key}")
-        if v:
-            out.append(Write("cpuset", file, v, f"{R}.cpu.{key}"))
-
-    _pids(res, out)
-
-    bio = _obj(res, "blockIO", f"{R}.blockIO")
-    w = _int(bio, "weight", f"{R}.blockIO.weight", minimum=0)
-    if w:
-        out.append(Write("blkio", "blkio.weight", str(w), f"{R}.blockIO.weight", alts=(("blkio.bfq.weight", str(w)),)))
-    lw = _int(bio, "leafWeight", f"{R}.blockIO.leafWeight", minimum=0)
-    if lw:
-        out.append(Write("blkio", "blkio.leaf_weight", str(lw), f"{R}.blockIO.leafWeight"))
-    for i, wd in enumerate(_list(bio, "weightDevice", f"{R}.blockIO.weightDevice")):
-        path = f"{R}.blockIO.weightDevice[{i}]"
-        key = _dev_key(wd, path)
-        dw = _int(wd, "weight", f"{path}.weight", minimum=0)
-        dlw = _int(wd, "leafWeight", f"{path}.leafWeight", minimum=0)
-        if dw is None and dlw is None:
-            raise ConfigError(path, "at least one of weight or leafWeight is required")
-        if dw is not None:
-            out.append(Write("blkio", "blkio.weight_device", f"{key} {dw}", f"{path}.weight",
-                             alts=(("blkio.bfq.weight_device", f"{key} {dw}"),)))
-        if dlw is not None:
-            out.append(Write("blkio", "blkio.leaf_weight_device", f"{key} {dlw}", f"{path}.leafWeight"))
-    for spec_key, suffix, _ in _THROTTLES:
+def _throttles(bio: dict, out: list[Write], v2: bool) -> None:
+    for spec_key, suffix, v2key in _THROTTLES:
         for i, td in enumerate(_list(bio, spec_key, f"{R}.blockIO.{spec_key}")):
             path = f"{R}.blockIO.{spec_key}[{i}]"
-            rate = _int(td, "rate", f"{path}.rate", minimum=0) if isinstance(td, dict) else None
             key = _dev_key(td, path)
+            rate = _int(td, "rate", f"{path}.rate", minimum=0)
             if rate is None:
                 raise ConfigError(f"{path}.rate", "is required")
-            out.append(Write("blkio", f"blkio.throttle.{suffix}", f"{key} {rate}", path))
+            out.append(Write("io", "io.max", f"{key} {v2key}={rate or 'max'}", path) if v2 else
+                       Write("blkio", f"blkio.throttle.{suffix}", f"{key} {rate}", path))
 
-    _hugetlb(res, out, v2=False)
 
+def _network_v1(res: dict, out: list[Write]) -> None:
     net = _obj(res, "network", f"{R}.network")
     cls = _int(net, "classID", f"{R}.network.classID", minimum=0)
     if cls is not None:
@@ -322,117 +408,8 @@ def v1_writes(res: dict | None, current: dict | None = None, *, with_devices: bo
             raise ConfigError(path, "name and priority are required")
         out.append(Write("net_prio", "net_prio.ifpriomap", f"{name} {prio}", path))
 
-    _rdma(res, out)
-    return out
 
-
-# --- cgroup v2 -----------------------------------------------------------------------------------
-
-def _v2_unsupported(path: str, what: str) -> ConfigError:
-    return ConfigError(path, f"{what} is not supported on cgroup v2")
-
-
-def v2_writes(res: dict | None, current: dict | None = None) -> list[Write]:
-    """Writes for cgroup v2 (devices are a BPF program: see devices.bpf_program). `current` may hold
-    "memory.usage" (int) and "cpu.max" (text, to keep the quota when only the period changes)."""
-    res = res or {}
-    current = current or {}
-    if not isinstance(res, dict):
-        raise ConfigError(R, "must be an object")
-    out: list[Write] = []
-
-    mem = _obj(res, "memory", f"{R}.memory")
-    _check_memory_usage(mem, current)
-    limit = _limit(mem, "limit", f"{R}.memory.limit")
-    swap = swap_to_v2(_limit(mem, "swap", f"{R}.memory.swap"), limit)
-    if swap is not None:
-        out.append(Write("memory", "memory.swap.max", _v2_num(swap), f"{R}.memory.swap"))
-    if limit is not None:
-        out.append(Write("memory", "memory.max", _v2_num(limit), f"{R}.memory.limit"))
-    reservation = _limit(mem, "reservation", f"{R}.memory.reservation")
-    if reservation is not None:
-        out.append(Write("memory", "memory.low", _v2_num(reservation), f"{R}.memory.reservation"))
-    for key in ("kernel", "kernelTCP"):
-        v = _limit(mem, key, f"{R}.memory.{key}")
-        if v not in (None, -1):
-            raise _v2_unsupported(f"{R}.memory.{key}", "a separate kernel memory limit")
-    if _int(mem, "swappiness", f"{R}.memory.swappiness") is not None:
-        raise _v2_unsupported(f"{R}.memory.swappiness", "a per-cgroup swappiness")
-    if _bool(mem, "disableOOMKiller", f"{R}.memory.disableOOMKiller"):
-        raise _v2_unsupported(f"{R}.memory.disableOOMKiller", "disabling the OOM killer")
-    if _bool(mem, "useHierarchy", f"{R}.memory.useHierarchy") is False:
-        raise _v2_unsupported(f"{R}.memory.useHierarchy", "non-hierarchical accounting (false)")
-
-    cpu = _obj(res, "cpu", f"{R}.cpu")
-    _cpu_checks(cpu)
-    shares = _int(cpu, "shares", f"{R}.cpu.shares", minimum=0)
-    if shares:
-        out.append(Write("cpu", "cpu.weight", str(shares_to_weight(shares)), f"{R}.cpu.shares"))
-    quota = _limit(cpu, "quota", f"{R}.cpu.quota")
-    period = _limit(cpu, "period", f"{R}.cpu.period")
-    if period == -1:
-        raise ConfigError(f"{R}.cpu.period", "invalid value -1")
-    if quota is not None or period is not None:
-        if quota is None:
-            # keep the current quota: "max <period>" would silently lift it
-            cur = (current.get("cpu.max") or "max").split()
-            text = cur[0] if cur else "max"
-        else:
-            text = _v2_num(quota)
-        if period is not None:
-            text += f" {period}"
-        out.append(Write("cpu", "cpu.max", text, f"{R}.cpu.quota" if quota is not None else f"{R}.cpu.period"))
-    burst = _int(cpu, "burst", f"{R}.cpu.burst", minimum=0)
-    if burst is not None:
-        out.append(Write("cpu", "cpu.max.burst", str(burst), f"{R}.cpu.burst"))
-    for key in ("realtimePeriod", "realtimeRuntime"):
-        if _limit(cpu, key, f"{R}.cpu.{key}") is not None:
-            raise _v2_unsupported(f"{R}.cpu.{key}", "realtime CPU scheduling limits")
-    idle = _int(cpu, "idle", f"{R}.cpu.idle")
-    if idle is not None:
-        out.append(Write("cpu", "cpu.idle", str(idle), f"{R}.cpu.idle"))
-    for key, file in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
-        v = _str(cpu, key, f"{R}.cpu.{key}")
-        if v:
-            out.append(Write("cpuset", file, v, f"{R}.cpu.{key}"))
-
-    _pids(res, out)
-
-    bio = _obj(res, "blockIO", f"{R}.blockIO")
-    w = _int(bio, "weight", f"{R}.blockIO.weight", minimum=0)
-    if w:
-        out.append(Write("io", "io.bfq.weight", str(w), f"{R}.blockIO.weight",
-                         alts=(("io.weight", str(blkio_weight_to_io_weight(w))),)))
-    if _int(bio, "leafWeight", f"{R}.blockIO.leafWeight"):
-        raise _v2_unsupported(f"{R}.blockIO.leafWeight", "leafWeight")
-    for i, wd in enumerate(_list(bio, "weightDevice", f"{R}.blockIO.weightDevice")):
-        path = f"{R}.blockIO.weightDevice[{i}]"
-        key = _dev_key(wd, path)
-        if _int(wd, "leafWeight", f"{path}.leafWeight") is not None:
-            raise _v2_unsupported(f"{path}.leafWeight", "leafWeight")
-        dw = _int(wd, "weight", f"{path}.weight", minimum=0)
-        if dw is None:
-            raise ConfigError(f"{path}.weight", "is required")
-        out.append(Write("io", "io.bfq.weight", f"{key} {dw}", f"{path}.weight",
-                         alts=(("io.weight", f"{key} {blkio_weight_to_io_weight(dw)}"),)))
-    for spec_key, _, v2key in _THROTTLES:
-        for i, td in enumerate(_list(bio, spec_key, f"{R}.blockIO.{spec_key}")):
-            path = f"{R}.blockIO.{spec_key}[{i}]"
-            key = _dev_key(td, path)
-            rate = _int(td, "rate", f"{path}.rate", minimum=0)
-            if rate is None:
-                raise ConfigError(f"{path}.rate", "is required")
-            out.append(Write("io", "io.max", f"{key} {v2key}={rate or 'max'}", path))
-
-    _hugetlb(res, out, v2=True)
-
-    net = _obj(res, "network", f"{R}.network")
-    if net.get("classID") is not None or net.get("priorities"):
-        raise ConfigError(f"{R}.network", "net_cls/net_prio are cgroup v1 controllers, not available on cgroup v2")
-
-    _rdma(res, out)
-
-    # unified last, so that its values win over the converted ones (runc)
+def _unified(res: dict, out: list[Write]) -> None:
     for key, value in _obj(res, "unified", f"{R}.unified").items():
         path = f"{R}.unified.{key}"
         if not key or "/" in key or key.startswith(".") or ".." in key or "." not in key:
@@ -441,4 +418,55 @@ def v2_writes(res: dict | None, current: dict | None = None) -> list[Write]:
             raise ConfigError(path, "must be a string")
         ctrl = key.split(".", 1)[0]
         out.append(Write("" if ctrl == "cgroup" else ctrl, key, value, path))
+
+
+def _device_writes_v1(res: dict, current: dict, with_devices: bool) -> list[Write]:
+    if "devices" not in res and not with_devices:
+        return []
+    target = _devices.emulate(_devices.rules_from_spec(_list(res, "devices", f"{R}.devices")))
+    cur = None
+    if current.get("devices.list") is not None:
+        cur = _devices.parse_devices_list(current["devices.list"])
+    return [Write("devices", f, v, f"{R}.devices") for f, v in _devices.v1_writes(target, cur)]
+
+
+# --- the two entry points ------------------------------------------------------------------------
+
+def _writes(res: dict | None, current: dict | None, v2: bool, with_devices: bool = False) -> list[Write]:
+    res = res or {}
+    current = current or {}
+    if not isinstance(res, dict):
+        raise ConfigError(R, "must be an object")
+    out: list[Write] = []
+    if not v2:
+        if res.get("unified"):
+            raise ConfigError(f"{R}.unified", "needs cgroup v2, but the controllers on this host are on cgroup v1")
+        out += _device_writes_v1(res, current, with_devices)
+    _apply_fields(res, current, v2, out)
+    bio = _obj(res, "blockIO", f"{R}.blockIO")
+    _weight_devices(bio, out, v2)
+    _throttles(bio, out, v2)
+    _hugetlb(res, out, v2)
+    if not v2:
+        _network_v1(res, out)
+    else:
+        net = _obj(res, "network", f"{R}.network")
+        if net.get("classID") is not None or net.get("priorities"):
+            raise ConfigError(f"{R}.network", "net_cls/net_prio are cgroup v1 controllers, not available on cgroup v2")
+    _rdma(res, out)
+    if v2:
+        _unified(res, out)     # last, so that its values win over the converted ones (runc)
     return out
+
+
+def v1_writes(res: dict | None, current: dict | None = None, *, with_devices: bool = False) -> list[Write]:
+    """Writes for cgroup v1. `current` holds what was read from the cgroup: "memory.usage" (int, for
+    checkBeforeUpdate) and "devices.list" (text, to write only device rule differences).
+    with_devices: apply the device policy even without a devices list (create: deny-all + defaults)."""
+    return _writes(res, current, False, with_devices)
+
+
+def v2_writes(res: dict | None, current: dict | None = None) -> list[Write]:
+    """Writes for cgroup v2 (devices are a BPF program: see devices.bpf_program). `current` may hold
+    "memory.usage" (int) and "cpu.max" (text, to keep the quota when only the period changes)."""
+    return _writes(res, current, True)
