@@ -139,6 +139,10 @@ class Init:
             console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"),
                                   uid=(process.get("user") or {}).get("uid", 0))
         self.write_sysctl(linux.get("sysctl") or {})
+        # the host's /proc handle stays only when the container has no procfs of its own: the
+        # created init then holds nothing but stdio and the fifo (oom_score_adj and the fifo go
+        # through the container's /proc, checked to be procfs)
+        procfs.release_handle_if_proc_mounted()
         make_cwd(process.get("cwd"))    # as runc: inside the new root, before root.readonly
         rootfs.finalize_rootfs(ctx)
         # every fd past stdio and the preserved ones closes at execve (the fifo's too, opened

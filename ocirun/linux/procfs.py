@@ -45,6 +45,21 @@ def close_handle() -> None:
         _proc_fd = None
 
 
+def release_handle_if_proc_mounted() -> None:
+    """Close the handle when the current root has a real procfs at /proc (then used instead)."""
+    if _proc_fd is None:
+        return
+    try:
+        fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        if sc.fstatfs_type(fd) == PROC_SUPER_MAGIC:
+            close_handle()
+    finally:
+        os.close(fd)
+
+
 def reopen(fd: int, flags: int) -> int:
     """open(/proc/self/fd/<fd>) through the handle when there is one: the container's root may
     have no /proc at all (the exec fifo is reopened for writing after pivot_root)."""
