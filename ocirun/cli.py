@@ -140,6 +140,7 @@ def dispatch(g: GlobalOptions, name: str, argv: list[str]) -> int:
             raise UsageError(f"No help topic for '{name}'")
         module_name, func_name = target.split(":")
         module = __import__(module_name, fromlist=[func_name])
+        log.timing(f"{name}: imports")
         return getattr(module, func_name)(g, argv) or 0
     except HelpRequested as exc:
         from ocirun.cmdhelp import render

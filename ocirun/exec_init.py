@@ -23,7 +23,7 @@ import struct
 import sys
 import termios
 
-from ocirun import security
+from ocirun import log, security
 from ocirun.errors import OciError
 from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home  # noqa: F401
 from ocirun.linux import console
@@ -45,6 +45,7 @@ def main() -> None:
     sync_fd = int(os.environ.pop("_OCIRUN_SYNC"))
     os.set_inheritable(sync_fd, False)
     sync = _socket.socket(fileno=sync_fd)
+    log.timing("exec helper: imports")
     data, fds = recv_with_fds(sync)
     if not data:
         os._exit(1)
@@ -54,6 +55,7 @@ def main() -> None:
         memfd = fds.pop()
         plan = marshal.loads(_read_all(memfd, plan["size"]))
         os.close(memfd)
+    log.timing("exec helper: waited for the plan")
     if len(fds) != len(plan["ns"]) + (1 if plan.get("console") else 0):
         report(sync, ExecFailed(f"exec helper: got {len(fds)} fds, expected more"))
         os._exit(1)
@@ -108,7 +110,9 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
 
     seccomp_filter = security.prepare_process_settings(config)
     security.apply_initial_cpu_affinity(process)
+    log.timing("exec helper: process checked, seccomp filter compiled")
     request(sync, {"type": "cgroup"})       # the parent writes our pid to every cgroup.procs
+    log.timing("exec helper: joined the cgroup")
 
     seal_imports()      # from here on the filesystem may be the container's
     for kind, fd in zip(kinds, ns_fds):
@@ -123,9 +127,11 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
                 os.setresuid(0, 0, 0)
             except OSError as exc:
                 raise ExecFailed(f"setresuid to 0 in the container's user namespace: {exc.strerror}") from None
+    log.timing("exec helper: namespaces joined")
     pid = os.fork()
     if pid:
-        send(sync, {"type": "pid", "pid": pid})
+        # the helper has no log of its own: `ocirun exec` logs its timing lines
+        send(sync, {"type": "pid", "pid": pid, **({"timing": log.timing_lines()} if plan.get("debug") else {})})
         return
     try:
         child(sync, plan, config, process, console_sock, seccomp_filter)

@@ -27,7 +27,7 @@ import os
 import struct
 import sys
 
-from ocirun import fastjson
+from ocirun import fastjson, log
 from ocirun import state as st
 from ocirun.cliparse import UsageError, parse
 from ocirun.errors import InvalidState, OciError
@@ -83,13 +83,16 @@ def _exec(g, argv: list[str]) -> int:
     # The helper's interpreter starts first and boots while we load the state and build the plan;
     # on any error before the plan is sent, closing the socket makes it exit.
     sync, helper = spawn_helper(preserve, passed)
+    log.timing("exec: spawn helper")
     try:
         state, config, host_console, console_parent = _send_plan(g, opts, cid, args, preserve, sync)
     except BaseException:
         sync.close()
         _reap(helper)
         raise
+    log.timing("exec: state loaded, process built, namespaces opened, plan sent")
     pid = drive_helper(sync, helper, state, config)
+    log.timing("exec: process exec'd")
     tty = bool(config["process"].get("terminal"))
 
     if opts["pid-file"]:
@@ -161,7 +164,8 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
             else:
                 console_parent, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             send_fds.append(csock.detach())
-        plan = {"type": "exec", "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve}
+        plan = {"type": "exec", "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve,
+                "debug": log.is_debug()}
         if host_console is not None:
             # our own terminal: the pty is set up as ttyproxy.prepare() does, before the program runs
             plan["foreground_tty"] = {"size": ttyproxy.host_size(host_console)}
@@ -368,6 +372,9 @@ def drive_helper(sync: _socket.socket, helper: int, state: st.State, config: dic
                 sync.send(marshal.dumps({"type": "ack"}))
             elif kind == "pid":
                 pid = msg["pid"]
+                for line in msg.get("timing") or ():
+                    log.debug(line)
+                log.timing("exec: waited for the helper (until the process was forked)")
                 _reap(helper)
                 helper = 0
                 if early_notify_fd is not None:

@@ -90,13 +90,16 @@ class Init:
         # The parent must know the container's pid before the container says anything: stage 2
         # waits until this process has reported it and exited (EOF on `reported`).
         waiting, reported = os.pipe()
+        log.timing("init: namespaces (stage 1)")
         pid = os.fork()
         if pid:
             self.send({"type": "child_pid", "pid": pid})
             os._exit(0)
+        log.timing_forked()
         os.close(reported)
         os.read(waiting, 1)
         os.close(waiting)
+        log.timing("init: forked pid 1, waited for the parent to know it")
         self.stage2()
 
     # --- stage 2 -------------------------------------------------------------------------------
@@ -111,7 +114,9 @@ class Init:
                           new_mntns=bool(self.flags & sc.CLONE_NEWNS),
                           new_netns=bool(self.flags & sc.CLONE_NEWNET),
                           new_cgroupns=bool(self.flags & sc.CLONE_NEWCGROUP))
+        log.timing("init: setsid, session keyring")
         seccomp_filter = security.prepare_seccomp(config)
+        log.timing("init: seccomp filter compiled")
         if ctx.new_netns:
             loopback.loopback_up()
         if self.uts:    # new or joined by path: set there, as runc does (validate refuses the host's)
@@ -122,19 +127,24 @@ class Init:
         if ctx.new_userns and self.runtime_is_root and mountsources.wanted(config):
             self.send({"type": "mount_sources"})
             ctx.extra["source_trees"] = mountsources.receive_trees(self.sync)
+        log.timing("init: loopback, hostname")
         rootfs.prepare_rootfs(ctx)
+        log.timing("init: mounts, devices (prepare_rootfs)")
         # prestart + createRuntime run in the parent; its answer gives our pid as the host sees it
         # (the state's pid is always the runtime's view, not 1)
         host_pid = self.request({"type": "hooks"})["pid"]
         state = dict(self.boot["state"], pid=host_pid)
         all_hooks = config.get("hooks") or {}
         # as runc: createContainer hooks start in the container's rootfs (before pivot_root)
+        log.timing("init: waited for the runtime hooks")
         hooks.run_hooks("createContainer", all_hooks.get("createContainer"), state, cwd=ctx.rootfs)
+        log.timing("init: createContainer hooks")
         seal_imports()
         # the host's /proc, proven procfs, for sysctl, oom_score_adj and the exec fifo: the
         # container's /proc may be missing or fake (ordinary files in the rootfs)
         procfs.take_handle()
         rootfs.enter_rootfs(ctx)
+        log.timing("init: pivot_root (enter_rootfs)")
         if process.get("terminal"):
             console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"),
                                   uid=(process.get("user") or {}).get("uid", 0))
@@ -145,6 +155,7 @@ class Init:
         procfs.release_handle_if_proc_mounted()
         make_cwd(process.get("cwd"))    # as runc: inside the new root, before root.readonly
         rootfs.finalize_rootfs(ctx)
+        log.timing("init: console, sysctl, cwd, masked and readonly paths")
         # every fd past stdio and the preserved ones closes at execve (the fifo's too, opened
         # O_CLOEXEC later, which is what tells `start` the program runs); marked now, before the
         # seccomp filter, which may deny close_range
@@ -154,6 +165,7 @@ class Init:
         outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter,
                                                   hand_over_notify_fd=self.hand_over_notify_fd)
         path = resolve_executable(process)
+        log.timing("init: process settings (rlimits, capabilities, user, seccomp)")
         log.set_sink(None)  # from here on nothing may be sent but the ready message (seccomp)
         os.write(self.sync.fileno(), protocol.encode({"type": "ready"}))
         self.sync.close()
@@ -244,7 +256,9 @@ def init_cmd(g, argv: list[str]) -> int:
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     sync = _socket.socket(fileno=sync_fd)
     os.set_inheritable(sync_fd, False)
+    log.timing("init: imports")
     capabilities.load_prctl()  # while the parent still validates
+    log.timing("init: prctl loaded")
     boot, fds = protocol.recv(sync)
     if boot is None:
         return 1
@@ -253,6 +267,7 @@ def init_cmd(g, argv: list[str]) -> int:
         if len(fds) > 1:
             boot["console_socket_fd"] = fds[1]
     init = Init(sync, boot)
+    log.timing("init: waited for the bootstrap")
     log.set_sink(lambda level, msg: protocol.send(sync, {"type": "log", "level": level, "msg": msg}),
                  debug=boot.get("debug", False))
     try:

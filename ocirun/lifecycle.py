@@ -85,10 +85,13 @@ def start(root: str, cid: str) -> st.State:
         state = st.load(root, cid)
         check_allowed(state, "start")
         fifo = os.path.join(state.dir, st.FIFO)
+        log.timing("start: state loaded")
         try:
             _release_init(state, fifo)
+            log.timing("start: the init released, program exec'd (startContainer hooks)")
             state.data["status"] = st.RUNNING
             state.save()
+            log.timing("start: state saved (running)")
             # poststart runs once the program has been exec'd (see _release_init), before start returns.
             all_hooks = state.config.get("hooks") or {}
             if all_hooks.get("poststart"):
@@ -97,6 +100,7 @@ def start(root: str, cid: str) -> st.State:
                 # program has already exited by now (its status would be derived as "stopped")
                 hook_state = dict(state.oci_state(), status=st.RUNNING, pid=state.pid)
                 hooks.run_hooks("poststart", all_hooks["poststart"], hook_state, cwd=state.bundle)
+                log.timing("start: poststart hooks")
         except HookError:
             # runtime.md steps 7 and 9: a failing startContainer or poststart hook is an error that
             # stops the container and continues at step 12: destroy it, then the poststop hooks.

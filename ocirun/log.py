@@ -16,6 +16,13 @@ _threshold = LEVELS["info"]
 _to_file = False
 _sink = None  # the container's init sends its log lines to the parent instead of writing them
 
+# --debug timing: (phase, wall ns, CPU ns) marks. The first is taken as this module is imported, so
+# its CPU figure is what the interpreter's own start cost. None: not known yet whether --debug is on
+# (the init learns it from the bootstrap), marks are kept; False: off, timing() returns at once.
+_marks: list = [("", time.monotonic_ns(), time.process_time_ns())]
+_timing = None
+_first_mark = _marks[0]
+
 
 def configure(path: str | None, fmt: str = "text", debug: bool = False) -> None:
     global _fd, _json, _threshold, _to_file
@@ -26,6 +33,7 @@ def configure(path: str | None, fmt: str = "text", debug: bool = False) -> None:
     if path:
         _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         _to_file = True
+    _set_timing(debug)
 
 
 def now_rfc3339(ns: int | None = None, nano: bool = False) -> str:
@@ -49,6 +57,7 @@ def set_sink(sink, debug: bool = False) -> None:
     global _sink, _threshold
     _sink = sink if sink is not None else (lambda level, msg: None)
     _threshold = LEVELS["debug"] if debug else LEVELS["info"]
+    _set_timing(debug and sink is not None)
 
 
 def log(level: str, msg: str) -> None:
@@ -94,3 +103,47 @@ def fatal(msg: str) -> None:
 
 def is_debug() -> bool:
     return _threshold <= LEVELS["debug"]
+
+
+# --- --debug timing lines --------------------------------------------------------------------------
+
+def timing(phase: str) -> None:
+    """Mark the end of a phase: with --debug, one line `timing: <phase>: <wall> ms (cpu <cpu> ms)`
+    since the previous mark. Costs nothing measurable without --debug."""
+    if _timing is False:
+        return
+    _marks.append((phase, time.monotonic_ns(), time.process_time_ns()))
+    if _timing:
+        for line in timing_lines():
+            log("debug", line)
+        _marks[-1] = ("", time.monotonic_ns(), time.process_time_ns())  # writing the lines is not the next phase's
+
+
+def timing_lines() -> list[str]:
+    """The lines of the marks taken so far (forgotten once returned); the exec helper sends them to
+    `ocirun exec`, which logs them."""
+    lines = []
+    if _marks and _marks[0] is _first_mark:
+        lines.append(f"timing: interpreter start: cpu {_first_mark[2] / 1e6:.1f} ms")
+    for (_, wall0, cpu0), (phase, wall1, cpu1) in zip(_marks, _marks[1:]):
+        if phase:   # (a mark without a phase only starts the next one: see timing_forked)
+            lines.append(f"timing: {phase}: {(wall1 - wall0) / 1e6:.1f} ms (cpu {(cpu1 - cpu0) / 1e6:.1f} ms)")
+    del _marks[:-1]
+    return lines
+
+
+def timing_forked() -> None:
+    """In a child just forked: its CPU clock starts again from zero, so its next phase is measured
+    from here (the time since the previous mark is not reported)."""
+    if _timing is not False:
+        _marks.append(("", time.monotonic_ns(), 0))
+
+
+def _set_timing(debug: bool) -> None:
+    global _timing
+    _timing = bool(debug)
+    if not _timing:
+        _marks.clear()
+    elif len(_marks) > 1:
+        for line in timing_lines():
+            log("debug", line)

@@ -58,11 +58,15 @@ class CreateOptions:
 
 def load_and_validate(bundle: str) -> dict:
     from ocirun import security, spec, validate
+    log.timing("create: imports (validation)")
     config = spec.load_config(bundle)
+    log.timing("create: config.json read")
     spec.validate_schema(config)
+    log.timing("create: validation (schema)")
     validate.validate(config, bundle)
     for warning in security.validate_process(config):
         log.warning(warning)
+    log.timing("create: validation (semantic)")
     return config
 
 
@@ -77,6 +81,7 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         # while this process validates and makes the cgroup. Until it gets the bootstrap it only
         # waits; it is placed in the cgroup before it sets anything up.
         parent_sock, init_pid = start_init(opts.preserve_fds, undo)
+        log.timing("create: spawn init")
         if not os.path.isdir(opts.bundle):
             raise OciError(f"bundle {opts.bundle}: no such file or directory")
         config = load_and_validate(opts.bundle)
@@ -153,6 +158,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
     fifo = os.path.join(cdir, st.FIFO)
     os.mkfifo(fifo, 0o622)
     os.chmod(fifo, 0o622)   # not the umask's 0600: a non-root process.user opens it for writing
+    log.timing("create: state (directory, state.json, cleanup record, fifo)")
     # (registered before it is made: a create that fails half-way, in the 4th of 10 v1
     # hierarchies, removes the 3 made; then, on rollback the init is dead before its cgroup goes)
     undo.callback(_kill_and_destroy_cgroup, cgroup)
@@ -165,6 +171,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
         state.data.pop("cgroup")
         st.save_cleanup_record(cdir, state.data)
         state.save()
+    log.timing("create: cgroup made")
 
     send_fds = [os.open(fifo, sc.O_PATH | os.O_CLOEXEC)]
     undo.callback(os.close, send_fds[0])
@@ -190,6 +197,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             st.save_cleanup_record(cdir, state.data)
     if cgroup is not None:
         cgroup.set(linux.get("resources") or {})
+    log.timing("create: cgroup joined, resources set")
 
     if opts.listen_fds:
         process = dict(config["process"], env=list(config["process"].get("env") or [])
@@ -201,6 +209,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             "state": {"ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATED,
                       "bundle": opts.bundle, **({"annotations": config["annotations"]} if config.get("annotations") else {})}}
     protocol.send(parent_sock, boot, send_fds)
+    log.timing("create: bootstrap sent")
     while True:
         msg, _ = protocol.recv(parent_sock)
         if msg is None:
@@ -220,6 +229,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             state.data["pid_start"] = st.proc_start_time(container_pid)
             if state.cgroup is None:    # else the cgroup finds it (one file write less per create)
                 st.save_cleanup_record(cdir, state.data)
+            log.timing("create: init stage 1 done (namespaces), container pid known")
         elif not container_pid:
             raise InitError(f"container init sent {kind!r} before its pid was known")
         elif kind == "mount_sources":    # a user-namespace container's bind sources, cloned as host root
@@ -231,10 +241,13 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
                 state.data["host_mounts"] = hostmounts.found(state.data["host_mounts"])
                 st.save_cleanup_record(cdir, state.data)
             reached_hooks.append(state)
+            log.timing("create: waited for the init (until its mounts are done)")
             _run_runtime_hooks(config, state, container_pid, parent_sock)
+            log.timing("create: runtime hooks (prestart, createRuntime), netDevices")
         elif kind == "seccomp_fd":     # the init waits for the ack: the agent must have the fd first
             _pass_seccomp_fd(config, state, container_pid, msg["fd"], parent_sock)
         elif kind == "ready":
+            log.timing("create: waited for the init (until ready)")
             break
         else:
             raise InitError(f"unexpected message from init: {kind}")
@@ -242,6 +255,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
     state.save()
     if opts.pid_file:
         st.write_pid_file(opts.pid_file, container_pid)
+    log.timing("create: state saved (created)")
     return state
 
 

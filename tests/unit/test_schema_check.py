@@ -90,11 +90,11 @@ def test_generated_module_is_up_to_date_with_the_schema():
 
 
 def test_generated_module_imports_nothing():
-    code = ("import sys; before = set(sys.modules); import ocirun.schema_check; "
+    code = ("import sys, ocirun; before = set(sys.modules); import ocirun.schema_check; "
             "print(sorted(set(sys.modules) - before))")
     out = subprocess.run([sys.executable, "-ISB", "-c", f"import sys; sys.path.insert(0, {REPO!r}); {code}"],
                          capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['ocirun', 'ocirun.schema_check']"
+    assert out.strip() == "['ocirun.schema_check']"
 
 
 @pytest.mark.parametrize("keyword,value", [("oneOf", [{}]), ("patternProperties", {}), ("format", "uri"),
