@@ -24,7 +24,7 @@ from ocirun.cliparse import UsageError, parse
 from ocirun.errors import OciError
 from ocirun.image.layout import open_image
 from ocirun.image.store import BUNDLE_MARKER, Store, write_json
-from ocirun.linux import safepath, syscalls
+from ocirun.linux import mountinfo, safepath, syscalls
 
 FLAGS = {"image": "str", "platform": "str", "layers": "str", "remove": "bool", "mount": "bool", "list": "bool",
          "prune": "bool"}
@@ -199,15 +199,8 @@ def _convert(image_config: dict, rootfs: str) -> dict:
 
 
 def _mounts_under(path: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            point = line.split()[4].decode()
-            for esc, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-                point = point.replace(esc, ch)
-            if point == path or point.startswith(path + "/"):
-                out.append(point)
-    return out
+    return [m.mountpoint for m in mountinfo.read()
+            if m.mountpoint == path or m.mountpoint.startswith(path + "/")]
 
 
 def _read_marker(bundle: str) -> dict:

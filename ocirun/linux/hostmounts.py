@@ -16,32 +16,12 @@ container on the same rootfs meanwhile) none is touched, with a warning.
 import os
 
 from ocirun import log
-
-
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+from ocirun.linux import mountinfo
 
 
 def _mounts_at(path: str) -> list[tuple[int, int]]:
     """(mount id, parent id) of every mount whose mount point is path, in mount table order."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split(" ", 5)
-            if len(fields) > 4 and _unescape(fields[4]) == path:
-                out.append((int(fields[0]), int(fields[1])))
-    return out
+    return [(m.id, m.parent) for m in mountinfo.read() if m.mountpoint == path]
 
 
 def _mnt_ns() -> int:

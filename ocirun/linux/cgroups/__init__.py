@@ -15,12 +15,10 @@
 
 Where the cgroup goes: see paths.py (default: relative "ocirun/<id>" under the runtime's own cgroup).
 Errors: ConfigError for a bad or unappliable config field, CgroupError for kernel refusals.
-This module imports nothing heavy: state/kill/delete load it on every call.
+This module imports nothing at its top: state/kill/delete load it on every call, and the init loads
+the package for cgroup mounting only (ocirun.linux.cgroups.mount).
 """
-from ocirun.linux.cgroups import paths as _paths
-from ocirun.linux.cgroups.base import Manager
-
-__all__ = ["Manager", "new_manager", "manager_from_dict", "detect_mode"]
+__all__ = ["new_manager", "manager_from_dict", "detect_mode"]
 
 
 def _read(path: str) -> str:
@@ -30,12 +28,14 @@ def _read(path: str) -> str:
 
 def detect_mode(mountinfo_path: str = "/proc/self/mountinfo") -> str:
     """"v1" (pure v1 or hybrid: controllers on v1) or "v2" (pure unified)."""
+    from ocirun.linux.cgroups import paths as _paths
     return _paths.detect_mode(_paths.parse_mountinfo(_read(mountinfo_path)))
 
 
 def new_manager(cgroups_path: str | None, container_id: str, systemd: bool = False, *,
-                mountinfo_path: str = "/proc/self/mountinfo", cgroup_path: str = "/proc/self/cgroup") -> Manager:
+                mountinfo_path: str = "/proc/self/mountinfo", cgroup_path: str = "/proc/self/cgroup") -> "Manager":  # noqa: F821
     """The manager for a container's cgroup; reads the mount table and our own cgroup, writes nothing."""
+    from ocirun.linux.cgroups import paths as _paths
     mounts = _paths.parse_mountinfo(_read(mountinfo_path))
     mode = _paths.detect_mode(mounts)
     path = _paths.container_path(cgroups_path, container_id, systemd)
@@ -50,7 +50,7 @@ def new_manager(cgroups_path: str | None, container_id: str, systemd: bool = Fal
     return V1Manager(path, dirs, systemd=systemd)
 
 
-def manager_from_dict(d: dict) -> Manager:
+def manager_from_dict(d: dict) -> "Manager":
     """Rebuild a manager from Manager.to_dict() (saved in the container state)."""
     if d.get("version") == "v2":
         from ocirun.linux.cgroups.v2 import V2Manager

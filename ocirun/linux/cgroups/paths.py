@@ -14,6 +14,7 @@ linux.cgroupsPath:
   from the hierarchy root (systemd's layout, created directly in cgroupfs: no D-Bus).
 """
 from ocirun.errors import ConfigError
+from ocirun.linux import mountinfo as _mountinfo
 
 MODE_V1 = "v1"          # pure v1, or hybrid (controllers on v1, empty cgroup2 beside them)
 MODE_V2 = "v2"          # pure cgroup2 (unified)
@@ -33,42 +34,23 @@ class CgroupMount:
         self.key = key        # v1: the hierarchy's controllers joined by "," (e.g. "cpu,cpuacct"); v2: ""
 
 
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def parse_mountinfo(text: str) -> list[CgroupMount]:
     """The cgroup and cgroup2 mounts of a /proc/<pid>/mountinfo text, first mount of a hierarchy wins."""
     mounts: list[CgroupMount] = []
     seen: set[tuple[str, str]] = set()
-    for line in text.splitlines():
-        pre, sep, post = line.partition(" - ")
-        if not sep:
-            continue
-        fields, tail = pre.split(), post.split()
-        if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
-            continue
-        if tail[0] == "cgroup2":
+    for m in _mountinfo.parse(text):
+        if m.fstype == "cgroup2":
             key = UNIFIED_KEY
-        else:
-            opts = [o for o in tail[2].split(",") if o not in ("rw", "ro") and not o.startswith("release_agent=")
+        elif m.fstype == "cgroup":
+            opts = [o for o in m.super_options.split(",") if o not in ("rw", "ro") and not o.startswith("release_agent=")
                     and o not in ("clone_children", "noprefix", "xattr", "cpuset_v2_mode", "favordynmods")]
             key = ",".join(sorted(opts))
-        if (tail[0], key) in seen:
+        else:
             continue
-        seen.add((tail[0], key))
-        mounts.append(CgroupMount(_unescape(fields[4]), _unescape(fields[3]), tail[0], key))
+        if (m.fstype, key) in seen:
+            continue
+        seen.add((m.fstype, key))
+        mounts.append(CgroupMount(m.mountpoint, m.root, m.fstype, key))
     return mounts
 
 
