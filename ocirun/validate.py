@@ -38,24 +38,10 @@ PROC_MOUNT_ALLOWLIST = frozenset({
 _IPC_SYSCTL = re.compile(r"^(kernel\.(shm[a-z_]*|msg[a-z_]*|sem|sem_[a-z_]*)|fs\.mqueue\.[a-z_]+)$")
 _SYSCTL_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$", re.IGNORECASE)
 
-CONTAINER_ID = re.compile(r"^[a-zA-Z0-9_+\-][a-zA-Z0-9_+.\-]*$")
-CONTAINER_ID_MAX = 1024
-
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$")
-
-
-def validate_id(cid: str) -> None:
-    """Container ids become directory names under --root: no separators, no `.`/`..`, bounded length."""
-    if not isinstance(cid, str) or not cid:
-        raise ConfigError("id", "container id must not be empty")
-    if len(cid) > CONTAINER_ID_MAX:
-        raise ConfigError("id", f"container id is longer than {CONTAINER_ID_MAX} characters")
-    if cid in (".", "..") or not CONTAINER_ID.fullmatch(cid):
-        raise ConfigError("id", f"invalid container id {cid!r}: it must match {CONTAINER_ID.pattern}"
-                                f" and must not be '.' or '..'")
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -151,9 +151,3 @@ def apply_capabilities(caps: dict | None) -> None:
 
 def _describe(caps: dict) -> str:
     return ", ".join(f"{s}={len(caps.get(s) or ())}" for s in ("effective", "permitted", "inheritable"))
-
-
-def caps_from_mask(mask: int) -> list[str]:
-    """Names in a /proc/<pid>/status Cap* bit mask (for tests and diagnostics)."""
-    return [name for number, name in enumerate(CAPABILITIES) if mask >> number & 1] + \
-        [f"CAP_{n}" for n in range(len(CAPABILITIES), 64) if mask >> n & 1]

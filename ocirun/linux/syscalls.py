@@ -279,12 +279,6 @@ def fsmount(fs_fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0, *, la
 
 # --- scheduling, I/O priority, NUMA policy (appended for ocirun/security.py) ---------------------
 
-# Numbers of the query calls used to verify the setters (not in _NR above).
-_NR_QUERY = {
-    "ioprio_get": {"x86_64": 252, "aarch64": 31}.get(_ARCH),
-    "sched_getattr": {"x86_64": 315, "aarch64": 275}.get(_ARCH),
-    "get_mempolicy": {"x86_64": 239, "aarch64": 236}.get(_ARCH),
-}
 IOPRIO_WHO_PROCESS = 1
 IOPRIO_WHO_PGRP = 2
 IOPRIO_CLASS_SHIFT = 13
@@ -293,13 +287,6 @@ IOPRIO_CLASS_SHIFT = 13
 def ioprio_set(which: int, who: int, ioprio: int) -> None:
     _raw("ioprio_set", ctypes.c_int(which), ctypes.c_int(who), ctypes.c_int(ioprio),
          detail=f"which={which} who={who} ioprio={ioprio:#x}")
-
-
-def ioprio_get(which: int, who: int) -> int:
-    nr = _NR_QUERY["ioprio_get"]
-    if nr is None:
-        raise SyscallError(_errno.ENOSYS, "ioprio_get", f"(no syscall number known for {_ARCH})")
-    return _call(_syscall, ctypes.c_long(nr), ctypes.c_int(which), ctypes.c_int(who), op="ioprio_get")
 
 
 class _SchedAttr(ctypes.Structure):
@@ -316,17 +303,6 @@ def sched_setattr(pid: int, policy: int, flags: int = 0, nice: int = 0, priority
     attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period, 0, 0)
     _raw("sched_setattr", ctypes.c_int(pid), ctypes.byref(attr), ctypes.c_uint(0),
          detail=label or f"policy={policy} flags={flags:#x} nice={nice} priority={priority}")
-
-
-def sched_getattr(pid: int = 0) -> dict:
-    """sched_getattr(2) as a dict with the struct sched_attr field names (without the sched_ prefix)."""
-    nr = _NR_QUERY["sched_getattr"]
-    if nr is None:
-        raise SyscallError(_errno.ENOSYS, "sched_getattr", f"(no syscall number known for {_ARCH})")
-    attr = _SchedAttr()
-    _call(_syscall, ctypes.c_long(nr), ctypes.c_int(pid), ctypes.byref(attr),
-          ctypes.c_uint(ctypes.sizeof(attr)), ctypes.c_uint(0), op="sched_getattr")
-    return {name.removeprefix("sched_"): getattr(attr, name) for name, _ in _SchedAttr._fields_}
 
 
 def _nodemask(nodes: set[int]) -> tuple:
@@ -346,20 +322,6 @@ def set_mempolicy(mode: int, nodes: set[int]) -> None:
              detail=f"mode={mode:#x} nodes={sorted(nodes)}")
     else:
         _raw("set_mempolicy", ctypes.c_int(mode), None, ctypes.c_ulong(0), detail=f"mode={mode:#x}")
-
-
-def get_mempolicy() -> tuple[int, set[int]]:
-    """The calling thread's policy mode and node set (get_mempolicy(2) with flags 0)."""
-    nr = _NR_QUERY["get_mempolicy"]
-    if nr is None:
-        raise SyscallError(_errno.ENOSYS, "get_mempolicy", f"(no syscall number known for {_ARCH})")
-    mode = ctypes.c_int(0)
-    words = 16
-    mask = (ctypes.c_ulong * words)()
-    _call(_syscall, ctypes.c_long(nr), ctypes.byref(mode), mask, ctypes.c_ulong(words * 64),
-          ctypes.c_void_p(None), ctypes.c_ulong(0), op="get_mempolicy")
-    nodes = {w * 64 + b for w in range(words) for b in range(64) if mask[w] >> b & 1}
-    return mode.value, nodes
 
 
 # --- libseccomp (appended for ocirun/linux/seccomp.py) -------------------------------------------
@@ -395,7 +357,6 @@ def _libseccomp():
             "seccomp_arch_native": (u32, []),
             "seccomp_syscall_resolve_name": (cint, [ctypes.c_char_p]),
             "seccomp_syscall_resolve_name_arch": (cint, [u32, ctypes.c_char_p]),
-            "seccomp_syscall_resolve_num_arch": (ctypes.c_void_p, [u32, cint]),
             "seccomp_rule_add_array": (cint, [ctx, u32, cint, ctypes.c_uint, ctypes.POINTER(ScmpArgCmp)]),
             "seccomp_attr_set": (cint, [ctx, cint, u32]),
             "seccomp_load": (cint, [ctx]),
@@ -460,18 +421,6 @@ def scmp_syscall_resolve_name_arch(arch_token: int, name: str) -> int:
     """The syscall number on that architecture (x32 numbers include __X32_SYSCALL_BIT); negative
     when the call does not exist there or libseccomp does not know it."""
     return _libseccomp().seccomp_syscall_resolve_name_arch(arch_token, name.encode())
-
-
-def scmp_syscall_name(nr: int, arch_token: int | None = None) -> str | None:
-    """The name libseccomp gives syscall nr on the architecture (native by default), or None."""
-    lib = _libseccomp()
-    ptr = lib.seccomp_syscall_resolve_num_arch(scmp_arch_native() if arch_token is None else arch_token, nr)
-    if not ptr:
-        return None
-    try:
-        return ctypes.string_at(ptr).decode()
-    finally:
-        _libc.free(ctypes.c_void_p(ptr))
 
 
 def scmp_rule_add(ctx: int, action: int, syscall_nr: int, args: list[tuple[int, int, int, int]],

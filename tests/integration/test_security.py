@@ -18,6 +18,7 @@ import threading
 import pytest
 
 from ocirun.linux import capabilities, lsm, syscalls
+from tests import syscall_queries
 from tests.conftest import base_config
 
 pytestmark = pytest.mark.root
@@ -181,7 +182,7 @@ def test_seccomp_syscalls_newer_than_the_profile_get_enosys_not_the_default_acti
     # syscalls above the largest the profile names get ENOSYS, even ones libseccomp does not know
     # (mseal, 462, is newer than this libseccomp 2.5.4), while an unnamed older one (getpriority)
     # still gets the default action.
-    names = [syscalls.scmp_syscall_name(nr) for nr in range(0, 335)]       # up to rseq (334)
+    names = [syscall_queries.scmp_syscall_name(nr) for nr in range(0, 335)]       # up to rseq (334)
     allowed = [n for n in names if n and n != "getpriority"]
     config = base_config(["/probe"])
     config["process"]["noNewPrivileges"] = nnp
@@ -368,7 +369,7 @@ def test_seccomp_notify_on_syscalls_the_runtime_makes_after_the_load_does_not_ha
 def test_seccomp_enosys_stub_with_a_notify_rule_hands_its_listener_over(ocirun, syscall_probe, listener, nnp):
     # the stub makes the runtime load the filter with seccomp(2) itself: NEW_LISTENER for notify
     sock, path = listener
-    names = [syscalls.scmp_syscall_name(nr) for nr in range(0, 335)]
+    names = [syscall_queries.scmp_syscall_name(nr) for nr in range(0, 335)]
     allowed = [n for n in names if n and n not in ("getpriority", "getppid")]
     config = base_config(["/probe"])
     config["process"]["noNewPrivileges"] = nnp
@@ -449,7 +450,7 @@ def test_io_priority_as_configured(ocirun):
     config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
     ocirun("run", "-d", "-b", ocirun.bundle(config), "c1", check=True)
     pid = ocirun.state("c1")["pid"]
-    assert syscalls.ioprio_get(syscalls.IOPRIO_WHO_PROCESS, pid) == 3 << 13
+    assert syscall_queries.ioprio_get(syscalls.IOPRIO_WHO_PROCESS, pid) == 3 << 13
 
 
 def _cpus_allowed(text: str) -> str:
@@ -467,9 +468,6 @@ def test_exec_cpu_affinity_does_not_apply_to_the_init(ocirun):
 def test_exec_cpu_affinity_final_applies_to_exec(ocirun, tmp_path):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
-    import importlib.util
-    if importlib.util.find_spec("ocirun.execcmd") is None:
-        pytest.skip("ocirun exec is not implemented yet")
     last = max(os.sched_getaffinity(0))
     ocirun("run", "-d", "-b", ocirun.bundle(base_config(["sleep", "100"])), "c1", check=True)
     process = dict(base_config(["cat", "/proc/self/status"])["process"],

@@ -22,6 +22,7 @@ from ocirun import security
 from ocirun.errors import SyscallError
 from ocirun.linux import capabilities, syscalls
 from ocirun.linux.seccomp import compile_filter, find_notify_fd, send_notify_fd
+from tests import syscall_queries
 
 pytestmark = pytest.mark.root
 
@@ -144,8 +145,9 @@ def test_full_settings_as_non_root_user_with_no_new_privs():
             "status": status_report(), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
             "core": resource.getrlimit(resource.RLIMIT_CORE), "oom": oom,
             "persona": syscalls.personality(0xFFFFFFFF) & 0xFF, "machine": os.uname().machine,
-            "ioprio": syscalls.ioprio_get(syscalls.IOPRIO_WHO_PROCESS, 0), "sched": syscalls.sched_getattr(0),
-            "mempolicy": [syscalls.get_mempolicy()[0], sorted(syscalls.get_mempolicy()[1])],
+            "ioprio": syscall_queries.ioprio_get(syscalls.IOPRIO_WHO_PROCESS, 0),
+            "sched": syscall_queries.sched_getattr(0),
+            "mempolicy": [syscall_queries.get_mempolicy()[0], sorted(syscall_queries.get_mempolicy()[1])],
             "umask": os.umask(0), "cwd_errno": errno_of(os.getcwd),
         }
 

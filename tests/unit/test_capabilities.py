@@ -81,13 +81,6 @@ def test_kernel_last_cap_reads_proc():
         assert caps.kernel_last_cap() == int(f.read())
 
 
-def test_caps_from_mask():
-    assert caps.caps_from_mask(0) == []
-    assert caps.caps_from_mask((1 << 0) | (1 << 21) | (1 << 40)) == ["CAP_CHOWN", "CAP_SYS_ADMIN",
-                                                                      "CAP_CHECKPOINT_RESTORE"]
-    assert caps.caps_from_mask(1 << 45) == ["CAP_45"]
-
-
 def test_a_working_directory_outside_the_root_is_refused(tmp_path):
     """D-7: in a child whose root is moved away from its cwd, getcwd() is "(unreachable)"."""
     import os

@@ -1,6 +1,5 @@
 """What the v1 and v2 managers share: signalling every process of the cgroup."""
 import os
-import time
 
 from ocirun.errors import CgroupError
 
@@ -51,15 +50,6 @@ class Manager:
         finally:
             if not was_frozen or sig == SIGKILL:
                 self.thaw()
-
-    def wait_empty(self, timeout: float = 5.0) -> bool:
-        """Wait until no process is left in the cgroup; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self.pids():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
 
     def _freeze_error(self, what: str) -> CgroupError:
         return CgroupError(f"{what} {self.dirs_text()}")
