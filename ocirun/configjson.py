@@ -20,7 +20,6 @@ _INT_MAX = (1 << 64) - 1
 
 def decode(raw: bytes, what: str = "config.json") -> dict:
     """Parse `raw` as the JSON object of config.json; every failure is one ConfigError line."""
-    import json     # here: check_values() alone serves `exec --process`, which avoids json's imports
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in raw[:4]:
         # a BOM or NULs among ASCII: json.loads(bytes) would decode it; runc's decoder refuses it
         raise ConfigError(what, "invalid JSON: UTF-16 or UTF-32 text; JSON must be UTF-8")
@@ -32,22 +31,35 @@ def decode(raw: bytes, what: str = "config.json") -> dict:
         text = raw.decode("utf-8", "surrogateescape")
         bad_byte = e.start
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
+        doc = _loads(text)
+    except RecursionError:
+        raise ConfigError(what, f"invalid JSON: exceeded max depth ({MAX_DEPTH} levels)") from None
+    except ValueError as e:
+        if not hasattr(e, "colno"):     # not a json.JSONDecodeError: e.g. an integer of more than 4300 digits
+            raise ConfigError(what, f"invalid JSON: {' '.join(str(e).split())[:200]}") from None
         if bad_byte is not None:
             raise ConfigError(what, f"invalid JSON: not UTF-8 text (an invalid byte at offset {bad_byte})") \
                 from None
         if e.pos == 0 and text[:1] == "\ufeff":
             raise ConfigError(what, "invalid JSON: a byte order mark; JSON is UTF-8 without one") from None
         raise ConfigError(what, f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except RecursionError:
-        raise ConfigError(what, f"invalid JSON: exceeded max depth ({MAX_DEPTH} levels)") from None
-    except ValueError as e:     # e.g. an integer of more than 4300 digits (sys.int_info)
-        raise ConfigError(what, f"invalid JSON: {' '.join(str(e).split())[:200]}") from None
     if not isinstance(doc, dict):
         raise ConfigError(what, f"must contain a JSON object, not {type(doc).__name__}")
     check_values(doc, bad_utf8=bad_byte is not None)
     return doc
+
+
+def _loads(text: str):
+    """json.loads(text). The C scanner alone parses valid JSON (json.loads runs the same one); the
+    json package, whose import costs re and enum (~6 ms of every create), is only imported to say
+    where invalid JSON is wrong (json.JSONDecodeError, with its line and column)."""
+    from ocirun import fastjson
+    try:
+        return fastjson.loads(text)
+    except ValueError:
+        pass
+    import json
+    return json.loads(text)
 
 
 def _path(parts: tuple) -> str:

@@ -3,7 +3,6 @@
 The schema check is generated code (ocirun/schema_check.py): jsonschema would cost 60-100 ms of
 imports and validator building on every create. Keep this module's top-level imports to the stdlib.
 """
-import json
 import os
 from _json import encode_basestring_ascii   # json.dumps of a str, without importing json.encoder
 

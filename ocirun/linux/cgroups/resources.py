@@ -16,14 +16,19 @@ EINVAL/EBUSY after the others are done: that settles ordering constraints (memor
 cpu period vs quota, rt period vs runtime) whatever the current values are.
 """
 import math
-import re
 from collections import namedtuple
 
 from ocirun.errors import ConfigError
 from ocirun.linux.cgroups import devices as _devices
 
 R = "linux.resources"
-_PAGE_SIZE = re.compile(r"^[1-9][0-9]*[KMG]B$")
+
+
+def _is_page_size(size: str) -> bool:
+    """[1-9][0-9]*[KMG]B (2MB, 1GB, 64KB); not a regular expression: `re` costs ~3 ms of a create."""
+    number = size[:-2]
+    return (size[-2:] in ("KB", "MB", "GB") and number[:1] in "123456789"
+            and number.isascii() and number.isdigit())
 
 
 # controller: v1 subsystem / v2 controller owning the file ("" = a v2 core file); field: the JSON
@@ -317,7 +322,7 @@ def _hugetlb(res: dict, out: list[Write], v2: bool) -> None:
     for i, h in enumerate(_list(res, "hugepageLimits", f"{R}.hugepageLimits")):
         path = f"{R}.hugepageLimits[{i}]"
         size = h.get("pageSize") if isinstance(h, dict) else None
-        if not isinstance(size, str) or not _PAGE_SIZE.match(size):
+        if not isinstance(size, str) or not _is_page_size(size):
             raise ConfigError(f"{path}.pageSize", f"invalid hugepage size {size!r} (want e.g. 2MB, 1GB, 64KB)")
         limit = _int(h, "limit", f"{path}.limit", minimum=0)
         if limit is None:
