@@ -27,13 +27,10 @@ from ocirun import log, security
 from ocirun.errors import OciError
 from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home  # noqa: F401
 from ocirun.linux import console
+from ocirun.linux.namespaces import PROC_FLAGS
 from ocirun.linux import syscalls as sc
 
 MAX_PACKET = 1 << 22
-
-NS_FLAGS = {"user": sc.CLONE_NEWUSER, "cgroup": sc.CLONE_NEWCGROUP, "ipc": sc.CLONE_NEWIPC,
-            "uts": sc.CLONE_NEWUTS, "net": sc.CLONE_NEWNET, "pid": sc.CLONE_NEWPID,
-            "time": sc.CLONE_NEWTIME, "mnt": sc.CLONE_NEWNS}
 
 
 class ExecFailed(OciError):
@@ -117,7 +114,7 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
     seal_imports()      # from here on the filesystem may be the container's
     for kind, fd in zip(kinds, ns_fds):
         try:
-            sc.setns(fd, NS_FLAGS[kind], label=f"/proc/<init>/ns/{kind}")
+            sc.setns(fd, PROC_FLAGS[kind], label=f"/proc/<init>/ns/{kind}")
         finally:
             os.close(fd)
         if kind == "user":

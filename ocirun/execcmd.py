@@ -39,10 +39,6 @@ FLAGS = {"console-socket": "str", "cwd": "str", "env": "list", "tty": "bool", "u
 ALIASES = {"e": "env", "t": "tty", "u": "user", "g": "additional-gids", "p": "process", "d": "detach",
            "c": "cap"}
 
-# the order the namespaces are joined in: the user namespace first (it owns the others and gives
-# the capabilities to join them), the mount namespace last (afterwards paths are the container's)
-NS_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "time", "mnt")
-
 EXEC_FAILED = 255
 
 
@@ -283,10 +279,11 @@ def check_process(process: dict) -> None:
 def open_namespaces(state: st.State) -> tuple[list[int], list[str]]:
     """Open /proc/<init>/ns/* for every namespace the container does not share with us, then check
     that the pid is still the container's init (not a recycled pid), so every handle is its."""
+    from ocirun.linux.namespaces import JOIN_ORDER
     pid = state.pid
     fds, kinds = [], []
     try:
-        for kind in NS_ORDER:
+        for kind in JOIN_ORDER:
             try:
                 fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:

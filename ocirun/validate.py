@@ -10,9 +10,9 @@ import posixpath
 import stat
 
 from ocirun.errors import ConfigError
+from ocirun.linux import namespaces
 from ocirun.spec import json_path
 
-NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 # getrlimit(2) resources; the spec says a type that cannot be mapped MUST be an error.
 RLIMITS = frozenset({
@@ -229,7 +229,7 @@ def check_namespaces(config: dict, bundle: str) -> None:
     for i, ns in enumerate(_list(_linux(config).get("namespaces"))):
         ns = _dict(ns)
         kind = ns.get("type")
-        if kind not in NAMESPACE_TYPES:
+        if kind not in namespaces.TYPES:
             raise ConfigError(f"linux.namespaces[{i}].type", f"unknown namespace type {kind!r}")
         if kind in seen:
             raise ConfigError(f"linux.namespaces[{i}].type", f"duplicate namespace type {kind!r}")

@@ -7,19 +7,24 @@ import os
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import syscalls as sc
 
-FLAGS = {
-    "pid": sc.CLONE_NEWPID,
-    "network": sc.CLONE_NEWNET,
-    "mount": sc.CLONE_NEWNS,
-    "ipc": sc.CLONE_NEWIPC,
-    "uts": sc.CLONE_NEWUTS,
-    "user": sc.CLONE_NEWUSER,
-    "cgroup": sc.CLONE_NEWCGROUP,
-    "time": sc.CLONE_NEWTIME,
-}
-# /proc/<pid>/ns/<name> for each type
-PROC_NAMES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
-              "cgroup": "cgroup", "time": "time"}
+# The one table of namespace types: the spec's name, the name under /proc/<pid>/ns/, the clone(2)
+# flag. Rows are in the order exec joins a container's namespaces: the user namespace first (it owns
+# the others, and joining it gives the capabilities to join them), the mount namespace last (after
+# it paths resolve differently).
+TABLE = (
+    ("user", "user", sc.CLONE_NEWUSER),
+    ("cgroup", "cgroup", sc.CLONE_NEWCGROUP),
+    ("ipc", "ipc", sc.CLONE_NEWIPC),
+    ("uts", "uts", sc.CLONE_NEWUTS),
+    ("network", "net", sc.CLONE_NEWNET),
+    ("pid", "pid", sc.CLONE_NEWPID),
+    ("time", "time", sc.CLONE_NEWTIME),
+    ("mount", "mnt", sc.CLONE_NEWNS),
+)
+TYPES = frozenset(kind for kind, _, _ in TABLE)              # linux.namespaces[].type values
+FLAGS = {kind: flag for kind, _, flag in TABLE}              # spec type -> CLONE_NEW*
+PROC_FLAGS = {name: flag for _, name, flag in TABLE}         # /proc/<pid>/ns/<name> -> CLONE_NEW*
+JOIN_ORDER = tuple(name for _, name, _ in TABLE)             # /proc names, in exec's join order
 
 
 def plan(namespaces: list[dict]) -> tuple[list[tuple[str, str, int]], bool, int]:
