@@ -20,7 +20,7 @@ from ocirun import hooks, log, protocol, security
 from ocirun.errors import OciError
 from ocirun.initctx import InitContext
 from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home
-from ocirun.linux import capabilities, console, loopback, mountsources, procfs, rootfs
+from ocirun.linux import console, loopback, mountsources, procfs, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
 
@@ -257,8 +257,6 @@ def init_cmd(g, argv: list[str]) -> int:
     sync = _socket.socket(fileno=sync_fd)
     os.set_inheritable(sync_fd, False)
     log.timing("init: imports")
-    capabilities.load_prctl()  # while the parent still validates
-    log.timing("init: prctl loaded")
     boot, fds = protocol.recv(sync)
     if boot is None:
         return 1

@@ -466,7 +466,6 @@ def prepare_process_settings(config: dict) -> SeccompFilter | None:
     _check_fields(config)
     capabilities.kernel_last_cap()
     lsm.prepare_lsm(config)      # a checked handle on the host's procfs, for the exec labels
-    capabilities.load_prctl()
     seccomp = (config.get("linux") or {}).get("seccomp")
     return compile_filter(seccomp) if seccomp is not None else None
 

@@ -30,7 +30,7 @@ fi
 .venv/bin/python -m compileall -q ocirun
 # The command on PATH is a small launcher rather than pip's console script: `python -ISB` skips
 # site (its .pth files cost ~5 ms on every command) and pip's wrapper imports re; site-packages is
-# appended to sys.path instead, so prctl and pyroute2 are still found when needed.
+# appended to sys.path instead, so pyroute2 is still found when needed.
 purelib=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 # OCIRUN_LAUNCHER picks another path (a second checkout, e.g. a git worktree, keeps its own).
 target=${OCIRUN_LAUNCHER:-/usr/local/bin/ocirun}

@@ -106,3 +106,49 @@ def test_a_working_directory_outside_the_root_is_refused(tmp_path):
     os.waitpid(pid, 0)
     out = os.read(r, 4096).decode()
     assert "outside the container's root filesystem" in out, out
+
+
+# --- capset/capget (ocirun.linux.syscalls; python-prctl is only this test's cross-check) -------------
+
+def _status_caps(pid="self") -> tuple[int, int, int]:
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+    return tuple(int(fields[k], 16) for k in ("CapEff", "CapPrm", "CapInh"))
+
+
+def test_capget_reads_what_proc_status_shows():
+    from ocirun.linux import syscalls
+    assert syscalls.capget() == _status_caps()
+
+
+def test_capset_sets_all_three_sets_exactly_both_words():
+    import os
+    from ocirun.linux import syscalls
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            eff, prm, inh = syscalls.capget()
+            # keep CAP_KILL (5) and, above bit 31, CAP_CHECKPOINT_RESTORE (40) where we have them
+            keep = prm & ((1 << 5) | (1 << 40))
+            syscalls.capset(keep & ~(1 << 40), keep, keep & (1 << 5))
+            code = 0 if _status_caps() == (keep & ~(1 << 40), keep, keep & (1 << 5)) else 2
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_apply_capabilities_in_a_child():
+    import os
+    from ocirun.linux import syscalls
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            caps.apply_capabilities({"effective": ["CAP_KILL"], "permitted": ["CAP_KILL", "CAP_CHECKPOINT_RESTORE"],
+                                     "inheritable": ["CAP_CHECKPOINT_RESTORE"]})
+            code = 0 if syscalls.capget() == (1 << 5, 1 << 5 | 1 << 40, 1 << 40) else 2
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
