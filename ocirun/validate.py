@@ -10,7 +10,7 @@ import posixpath
 import stat
 
 from ocirun.errors import ConfigError
-from ocirun.linux import namespaces
+from ocirun.linux import namespaces, procfs
 from ocirun.spec import json_path
 
 
@@ -26,12 +26,6 @@ HOOK_TIMEOUT_MAX = (1 << 63) // 1_000_000_000
 
 # Clocks a time namespace can offset (time_namespaces(7)).
 TIME_CLOCKS = ("monotonic", "boottime")
-
-# Mount destinations allowed below /proc: the files lxcfs emulates (runc's checkProcMount list).
-PROC_MOUNT_ALLOWLIST = frozenset({
-    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
-    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
-})
 
 # Character sets of the name checks below. They are plain functions rather than regular
 # expressions: `re` (with the enum and functools it imports) costs ~3 ms of every create.
@@ -203,7 +197,7 @@ def _check_proc_destination(i: int, dest: str, mount: dict) -> None:
         options = _list(mount.get("options"))
         if mount.get("type") != "proc" and "bind" not in options and "rbind" not in options:
             raise ConfigError(f"mounts[{i}].destination", "/proc can only be a proc mount")
-    elif dest.startswith("/proc/") and dest not in PROC_MOUNT_ALLOWLIST:
+    elif dest.startswith("/proc/") and dest not in procfs.MOUNT_ALLOWLIST:
         raise ConfigError(f"mounts[{i}].destination", f"cannot mount on {dest}: it is inside /proc")
 
 

@@ -19,7 +19,7 @@ import stat
 
 from ocirun import log
 from ocirun.errors import ConfigError, OciError, SyscallError
-from ocirun.linux import mountinfo, safepath
+from ocirun.linux import lsm, mountinfo, procfs, safepath
 from ocirun.linux.cgroups import mount as cgroupmount
 from ocirun.linux import syscalls as sc
 
@@ -50,11 +50,11 @@ FLAGS = {
     "symfollow": (True, sc.MS_NOSYMFOLLOW), "nosymfollow": (False, sc.MS_NOSYMFOLLOW),
 }
 
+# A mount's propagation options, and linux.rootfsPropagation's values (rootfs.py).
 PROPAGATION = {
-    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
-    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
-    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
-    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "slave": sc.MS_SLAVE, "private": sc.MS_PRIVATE, "unbindable": sc.MS_UNBINDABLE,
+    "rshared": sc.MS_SHARED | sc.MS_REC, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "rprivate": sc.MS_PRIVATE | sc.MS_REC, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
 
 # name -> (clear, MOUNT_ATTR_*): applied with mount_setattr(AT_RECURSIVE), as runc's recAttrFlags.
@@ -181,16 +181,12 @@ def bind_attrs(o: MountOptions) -> tuple[int, int]:
 _selinux_noted = False
 
 
-def selinux_enabled() -> bool:
-    return os.path.exists("/sys/fs/selinux/enforce")
-
-
 def with_mount_label(data: str | None, label: str | None, fstype: str) -> str | None:
     """Add context="label" to a new filesystem's data when SELinux is on (mountLabel is optional)."""
     global _selinux_noted
     if not label or fstype in ("proc", "sysfs", "cgroup", "cgroup2", "bind"):
         return data
-    if not selinux_enabled():
+    if not lsm.selinux_enabled():
         if not _selinux_noted:
             log.debug(f"linux.mountLabel {label!r} not applied: SELinux is not enabled on this host")
             _selinux_noted = True
@@ -263,11 +259,8 @@ def idmap_userns(m: dict, where: str, container_userns: str | None) -> int:
 
 # --- one mount ---------------------------------------------------------------------------------------
 
-# What may be mounted under /proc (as runc's checkProcMount): these files, or anything from procfs
-# itself or from a FUSE filesystem such as lxcfs.
-PROC_ALLOWED = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
-                "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
-                "/proc/sys/kernel/ns_last_pid"}
+# What may be mounted under /proc (as runc's checkProcMount): procfs.MOUNT_ALLOWLIST, or anything
+# from procfs itself or from a FUSE filesystem such as lxcfs.
 FUSE_SUPER_MAGIC = 0x65735546
 
 
@@ -310,7 +303,7 @@ def check_proc_destination(req: MountRequest, real_dest: str | None) -> None:
         if dest == "/proc":
             if req.fstype == "proc" and not req.options.bind:
                 continue
-        elif dest in PROC_ALLOWED:
+        elif dest in procfs.MOUNT_ALLOWLIST:
             continue
         if req.options.bind and req.source:
             try:

@@ -14,6 +14,13 @@ import os
 from ocirun.errors import OciError, SyscallError
 from ocirun.linux import syscalls as sc
 
+# Mount destinations allowed below /proc: the files lxcfs emulates (runc's checkProcMount list).
+# validate.py refuses others in the config; mounts.check_proc_destination checks the real target.
+MOUNT_ALLOWLIST = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+})
+
 PROC_SUPER_MAGIC = 0x9FA0
 _RESOLVE = sc.RESOLVE_BENEATH | sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_XDEV
 _proc_fd: int | None = None

@@ -18,15 +18,8 @@ import os
 import stat
 
 from ocirun.errors import ConfigError, OciError, SyscallError
-from ocirun.linux import devices, mounts, safepath
+from ocirun.linux import devices, lsm, mounts, safepath
 from ocirun.linux import syscalls as sc
-
-
-ROOTFS_PROPAGATION = {
-    "shared": sc.MS_SHARED, "slave": sc.MS_SLAVE, "private": sc.MS_PRIVATE, "unbindable": sc.MS_UNBINDABLE,
-    "rshared": sc.MS_SHARED | sc.MS_REC, "rslave": sc.MS_SLAVE | sc.MS_REC,
-    "rprivate": sc.MS_PRIVATE | sc.MS_REC, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
-}
 
 
 def _linux(ctx) -> dict:
@@ -37,10 +30,10 @@ def _root_propagation(ctx) -> int:
     value = _linux(ctx).get("rootfsPropagation")
     if not value:
         return 0
-    flag = ROOTFS_PROPAGATION.get(value)
+    flag = mounts.PROPAGATION.get(value)
     if flag is None:
         raise ConfigError("linux.rootfsPropagation", f"unknown propagation {value!r} (want one of "
-                          f"{', '.join(ROOTFS_PROPAGATION)})")
+                          f"{', '.join(mounts.PROPAGATION)})")
     return flag
 
 
@@ -197,7 +190,7 @@ def _mask_dir(target: int, path: str, mount_label: str | None) -> None:
     """A read-only empty tmpfs over a directory (fsopen: no path, no /proc needed)."""
     fs = sc.fsopen("tmpfs")
     try:
-        if mount_label and mounts.selinux_enabled():
+        if mount_label and lsm.selinux_enabled():
             sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, "context", mount_label)
         sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, "source", "tmpfs")
         sc.fsconfig(fs, sc.FSCONFIG_CMD_CREATE, label=f"tmpfs for {path}")

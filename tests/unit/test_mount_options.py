@@ -128,7 +128,7 @@ def test_request_errors(m, path):
 
 
 def test_mount_label_without_selinux(monkeypatch):
-    monkeypatch.setattr(mounts, "selinux_enabled", lambda: False)
+    monkeypatch.setattr(mounts.lsm, "selinux_enabled", lambda: False)
     monkeypatch.setattr(mounts, "_selinux_noted", False)
     said = []
     monkeypatch.setattr(mounts.log, "debug", said.append)
@@ -138,7 +138,7 @@ def test_mount_label_without_selinux(monkeypatch):
 
 
 def test_mount_label_with_selinux(monkeypatch):
-    monkeypatch.setattr(mounts, "selinux_enabled", lambda: True)
+    monkeypatch.setattr(mounts.lsm, "selinux_enabled", lambda: True)
     assert mounts.with_mount_label("size=1k", "l:x", "tmpfs") == 'size=1k,context="l:x"'
     assert mounts.with_mount_label(None, "l:x", "mqueue") == 'context="l:x"'
     assert mounts.with_mount_label(None, "l:x", "proc") is None
