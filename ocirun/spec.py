@@ -33,11 +33,6 @@ def json_path(parts) -> str:
 
 def load_config(bundle: str) -> dict:
     """Read and parse <bundle>/config.json; every failure is a one-line ConfigError naming the file."""
-    return read_config(bundle)[0]
-
-
-def read_config(bundle: str) -> tuple[dict, bytes]:
-    """load_config() that also returns the raw bytes."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
@@ -45,7 +40,7 @@ def read_config(bundle: str) -> tuple[dict, bytes]:
     except OSError as e:
         raise ConfigError("config.json", f"open {path}: {e.strerror}") from e
     from ocirun.configjson import decode
-    return decode(raw), raw
+    return decode(raw)
 
 
 def schema_files():
