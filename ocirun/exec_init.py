@@ -1,8 +1,8 @@
 """The exec helper: a sealed interpreter started by `ocirun exec` (see ocirun/execcmd.py).
 
     H: non-dumpable; receive the plan and the container's namespace fds; validate the process and
-       compile its seccomp filter with the host's libseccomp; execCPUAffinity.initial; ask the
-       parent to put us in the container's cgroup; seal the import system; setns user .. mnt
+       compile its seccomp filter with the host's libseccomp; execCPUAffinity.initial; wait until
+       the parent has put us in the container's cgroup; seal the import system; setns user .. mnt
        (become root of a joined user namespace); fork (the child is in the container's pid
        namespace); report the child's pid; exit.
     X: setsid; the terminal (pty made in the container's devpts, master sent over the console
@@ -108,7 +108,7 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
     seccomp_filter = security.prepare_process_settings(config)
     security.apply_initial_cpu_affinity(process)
     log.timing("exec helper: process checked, seccomp filter compiled")
-    request(sync, {"type": "cgroup"})       # the parent writes our pid to every cgroup.procs
+    request(sync, {"type": "cgroup"})       # acked once the parent has put our pid in every cgroup.procs
     log.timing("exec helper: joined the cgroup")
 
     seal_imports()      # from here on the filesystem may be the container's

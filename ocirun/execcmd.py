@@ -6,9 +6,10 @@
 Processes (see docs/ARCHITECTURE.md):
 
     ocirun exec (E)       parse, load the state, build the process, open the init's namespaces
-      fexecve a sealed interpreter: the exec helper H (ocirun/exec_init.py), with the sync socket
-    H (host namespaces)   validate + compile seccomp, execCPUAffinity.initial, then E adds H to the
-                          container's cgroup (every hierarchy); setns user .. mnt, fork
+      fexecve a sealed interpreter: the exec helper H (ocirun/exec_init.py), with the sync socket;
+      E adds H to the container's cgroup (every hierarchy) while H's interpreter starts
+    H (host namespaces)   validate + compile seccomp, execCPUAffinity.initial, wait until E has
+                          added it to the cgroup; setns user .. mnt, fork
     H exits after reporting the pid of X; X is re-parented to E (a child subreaper) in the foreground
     X (in the container)  setsid, the tty, process settings (security.py), close fds, execve
 
@@ -82,11 +83,17 @@ def _exec(g, argv: list[str]) -> int:
     log.timing("exec: spawn helper")
     try:
         state, config, host_console, console_parent = _send_plan(g, opts, cid, args, preserve, sync)
+        log.timing("exec: state loaded, process built, namespaces opened, plan sent")
+        # Into the container's cgroup now, while the helper's interpreter is still starting: on
+        # cgroup v1 each join waits ~15 ms in the kernel (an RCU grace period), which then overlaps
+        # the helper's start instead of following it. (As runc's init, the helper is in the cgroup
+        # from its start on; it asks for the join before it seals its imports and joins namespaces.)
+        join_cgroup(state, helper)
+        log.timing("exec: helper placed in the container's cgroup")
     except BaseException:
         sync.close()
         _reap(helper)
         raise
-    log.timing("exec: state loaded, process built, namespaces opened, plan sent")
     pid = drive_helper(sync, helper, state, config)
     log.timing("exec: process exec'd")
     tty = bool(config["process"].get("terminal"))
@@ -350,6 +357,13 @@ def spawn_helper(preserve_fds: int, passed: list[int]) -> tuple[_socket.socket, 
     return parent_sock, pid
 
 
+def join_cgroup(state: st.State, helper: int) -> None:
+    """The helper's pid into every cgroup.procs of the container (nothing without a cgroup)."""
+    if state.cgroup:
+        from ocirun.linux.cgroups import manager_from_dict
+        manager_from_dict(state.cgroup).add(helper)
+
+
 def drive_helper(sync: _socket.socket, helper: int, state: st.State, config: dict) -> int:
     """Answer the helper until the process has exec'd (EOF with no error); returns its host pid."""
     pid = 0
@@ -362,10 +376,7 @@ def drive_helper(sync: _socket.socket, helper: int, state: st.State, config: dic
                 break
             msg = marshal.loads(data)
             kind = msg.get("type")
-            if kind == "cgroup":
-                if state.cgroup:
-                    from ocirun.linux.cgroups import manager_from_dict
-                    manager_from_dict(state.cgroup).add(helper)
+            if kind == "cgroup":        # placed already (join_cgroup), before it asked
                 sync.send(marshal.dumps({"type": "ack"}))
             elif kind == "pid":
                 pid = msg["pid"]
