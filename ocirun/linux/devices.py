@@ -139,30 +139,28 @@ def create_links(root_fd: int) -> None:
                 os.symlink(target, name, dir_fd=dev)
             except FileExistsError:
                 pass  # runc keeps what the image has: it is inside the rootfs either way
-        # ptmx must be the devpts one: whatever the image has there goes
-        try:
-            st = os.stat("ptmx", dir_fd=dev, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                raise safepath.UnsafePathError("/dev/ptmx is a directory")
-            os.unlink("ptmx", dir_fd=dev)
-        except FileNotFoundError:
-            pass
+        _remove_non_dir(dev, "ptmx")      # ptmx must be the devpts one: whatever the image has there goes
         os.symlink("pts/ptmx", "ptmx", dir_fd=dev)
     finally:
         os.close(dev)
+
+
+def _remove_non_dir(dev: int, name: str) -> None:
+    """Remove what the image has at /dev/<name>; a directory there is refused, not emptied."""
+    try:
+        st = os.stat(name, dir_fd=dev, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            raise safepath.UnsafePathError(f"/dev/{name} is a directory")
+        os.unlink(name, dir_fd=dev)
+    except FileNotFoundError:
+        pass
 
 
 def bind_console(root_fd: int, console_path: str) -> None:
     """/dev/console: an empty 0666 file with the pty slave (a host path, before pivot) bound onto it."""
     dev = open_dev_dir(root_fd)
     try:
-        try:
-            st = os.stat("console", dir_fd=dev, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                raise safepath.UnsafePathError("/dev/console is a directory")
-            os.unlink("console", dir_fd=dev)
-        except FileNotFoundError:
-            pass
+        _remove_non_dir(dev, "console")
         old = os.umask(0)
         try:
             _bind_host_node(console_path, dev, "console", "/dev/console", 0o666)
