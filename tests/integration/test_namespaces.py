@@ -174,8 +174,11 @@ def test_loopback_is_up_in_a_new_network_namespace(ocirun):
 
 def test_loopback_answers_inside_a_new_network_namespace(ocirun):
     # a listener and a client over 127.0.0.1: works only if lo is up
-    out = run_ok(ocirun, base_config(["sh", "-c", "(nc -l -p 7777 > /tmp/got &) ; sleep 0.3; "
-                                                  "echo hello | nc -w 1 127.0.0.1 7777; sleep 0.3; cat /tmp/got"]))
+    # the client retries until the listener is up (no fixed sleep: under load 0.3 s was not enough);
+    # busybox's nc -l exits after its one connection, so `wait` sees the data written
+    out = run_ok(ocirun, base_config(["sh", "-c", "nc -l -p 7777 > /tmp/got & "
+                                                  "for i in $(seq 100); do echo hello | nc -w 2 127.0.0.1 7777 && break; "
+                                                  "sleep 0.1; done; wait; cat /tmp/got"]))
     assert out.strip().endswith("hello"), out
 
 
