@@ -17,10 +17,10 @@ never silently ignored.
 """
 import os
 
-from ocirun.errors import ConfigError, OciError, SyscallError
+from ocirun.errors import ConfigError, OciError
+from ocirun.linux import procfs
 from ocirun.linux import syscalls as sc
 
-PROC_SUPER_MAGIC = 0x9FA0
 SELINUX_MAGIC = 0xF97CFF8C
 
 _proc_fd: int | None = None     # O_PATH handle on the host's /proc, opened by prepare_lsm()
@@ -82,7 +82,7 @@ def prepare_lsm(config: dict) -> None:
     if not (apparmor or selinux) or _proc_fd is not None:
         return
     fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    if sc.fstatfs_type(fd) != PROC_SUPER_MAGIC:
+    if sc.fstatfs_type(fd) != procfs.PROC_SUPER_MAGIC:
         os.close(fd)
         raise OciError("/proc: not a procfs (fstatfs magic), refusing to write LSM labels through it")
     _proc_fd = fd
@@ -91,26 +91,7 @@ def prepare_lsm(config: dict) -> None:
 def _write_attr(relpaths: tuple[str, ...], data: bytes, field: str) -> None:
     if _proc_fd is None:
         raise OciError(f"{field}: internal error: prepare_lsm() was not called before pivot_root")
-    last = None
-    for rel in relpaths:
-        try:
-            # beneath the checked procfs root, never across a mount, no magic links
-            fd = sc.openat2(_proc_fd, rel, os.O_WRONLY | os.O_CLOEXEC,
-                            sc.RESOLVE_BENEATH | sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_NO_XDEV, label=field)
-        except OSError as exc:
-            last = exc
-            continue
-        try:
-            if sc.fstatfs_type(fd) != PROC_SUPER_MAGIC:
-                raise OciError(f"{field}: /proc/{rel} is not on procfs")
-            try:
-                os.write(fd, data)
-            except OSError as exc:
-                raise SyscallError(exc.errno, f"write /proc/{rel}", f"{field} {data.decode(errors='replace')!r}") from None
-            return
-        finally:
-            os.close(fd)
-    raise SyscallError(getattr(last, "errno", 2), f"open /proc/{relpaths[-1]}", field)
+    procfs.write_beneath(_proc_fd, relpaths, data, field)
 
 
 def apply_exec_labels(config: dict) -> None:

@@ -80,10 +80,22 @@ def write(rel: str, data: bytes, field: str) -> None:
     own = _proc_fd is None
     proc_fd = _open_proc(field) if own else _proc_fd
     try:
+        write_beneath(proc_fd, (rel,), data, field)
+    finally:
+        if own:
+            os.close(proc_fd)
+
+
+def write_beneath(proc_fd: int, rels: tuple[str, ...], data: bytes, field: str) -> None:
+    """Write `data` to the first /proc/<rel> that opens beneath `proc_fd` (a handle proven procfs),
+    never across a mount nor through a magic link, after checking that the file is on procfs too."""
+    last = None
+    for rel in rels:
         try:
             fd = sc.openat2(proc_fd, rel, os.O_WRONLY | os.O_CLOEXEC, _RESOLVE, label=f"/proc/{rel}")
         except OSError as exc:
-            raise SyscallError(exc.errno, "open", f"/proc/{rel} ({field})") from None
+            last = exc
+            continue
         try:
             if sc.fstatfs_type(fd) != PROC_SUPER_MAGIC:
                 raise OciError(f"{field}: /proc/{rel} is not on procfs; refusing to write it")
@@ -92,8 +104,7 @@ def write(rel: str, data: bytes, field: str) -> None:
             except OSError as exc:
                 raise SyscallError(exc.errno, "write", f"/proc/{rel} ({field}) {data.decode(errors='replace')!r}") \
                     from None
+            return
         finally:
             os.close(fd)
-    finally:
-        if own:
-            os.close(proc_fd)
+    raise SyscallError(getattr(last, "errno", 2), "open", f"/proc/{rels[-1]} ({field})")

@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from ocirun.linux import capabilities, lsm, syscalls
+from ocirun.linux import capabilities, lsm, procfs, syscalls
 from tests import syscall_queries
 from tests.conftest import base_config
 
@@ -546,7 +546,7 @@ def test_lsm_label_is_written_through_a_checked_procfs(monkeypatch):
 
     def write_label():
         lsm.prepare_lsm(config)
-        assert syscalls.fstatfs_type(lsm._proc_fd) == lsm.PROC_SUPER_MAGIC
+        assert syscalls.fstatfs_type(lsm._proc_fd) == procfs.PROC_SUPER_MAGIC
         lsm.apply_exec_labels(config)
 
     out = _in_child(write_label)
