@@ -47,7 +47,7 @@ def format_line(level: str, msg: str, ts: str | None = None) -> str:
     if _json:
         from ocirun import fastjson
         return fastjson.dumps({"level": level, "msg": msg, "time": ts}) + "\n"
-    quoted = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    quoted = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     return f'time="{ts}" level={level} msg="{quoted}"\n'
 
 
@@ -95,7 +95,8 @@ def fatal(msg: str) -> None:
     log("error", msg)
     if _to_file:
         try:
-            sys.stderr.write(msg + "\n")
+            # one line, whatever config text the message quotes (a key may hold a newline)
+            sys.stderr.write(msg.replace("\r", "\\r").replace("\n", "\\n") + "\n")
             sys.stderr.flush()
         except OSError:
             pass

@@ -409,3 +409,15 @@ def test_errors_are_json_lines_with_log_format_json(ocirun):
     assert proc.returncode == 1
     lines = [json.loads(line) for line in open(log).read().splitlines()]
     assert lines[-1]["level"] == "error" and "container does not exist" in lines[-1]["msg"] and "time" in lines[-1]
+
+
+@pytest.mark.parametrize("with_log", [False, True])
+def test_an_error_quoting_a_key_with_a_newline_stays_one_line(ocirun, with_log):
+    config = base_config()
+    config["process"]["capabilities"]["\n"] = ["CAP_KILL"]      # a hostile key, echoed in the message
+    log = os.path.join(ocirun.tmp, "log")
+    extra = ("--log", log) if with_log else ()
+    proc = ocirun("create", "-b", ocirun.bundle(config), new_id(), extra_global=extra)
+    assert_one_line_error(proc, "unknown capability set")
+    if with_log:
+        assert len(open(log).read().splitlines()) == 1
