@@ -79,6 +79,12 @@ class Init:
                 sc.prctl(sc.PR_SET_DUMPABLE, 0)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        # A bind asking to be shared is cloned in the runtime's mount namespace at its turn
+        # (mountsources.clone_in_runtime_ns): its handle, taken while we are still in it
+        self.runtime_mntns = None
+        if (flags & sc.CLONE_NEWNS and not new_user and not any(j[0] == "user" for j in joins)
+                and mountsources.host_peers_wanted(self.config)):
+            self.runtime_mntns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         if flags:
             sc.unshare(flags)
         if flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
@@ -114,6 +120,8 @@ class Init:
                           new_mntns=bool(self.flags & sc.CLONE_NEWNS),
                           new_netns=bool(self.flags & sc.CLONE_NEWNET),
                           new_cgroupns=bool(self.flags & sc.CLONE_NEWCGROUP))
+        if self.runtime_mntns is not None:
+            ctx.extra["runtime_mntns"] = self.runtime_mntns     # prepare_rootfs closes it
         log.timing("init: setsid, session keyring")
         seccomp_filter = security.prepare_seccomp(config)
         log.timing("init: seccomp filter compiled")

@@ -12,8 +12,14 @@ in that namespace keeps the locks its copy got: a read-only or nosuid host mount
 Messages: the init sends {"type": "mount_sources"} (after child_pid); the helper answers on the same
 socket with {"type": "mount_sources", "indexes": [...], "done": bool} packets, at most
 protocol.MAX_FDS trees each, in the order of the indexes, or {"type": "error", "msg"}.
+
+Without a user namespace the init clones its bind sources itself, at each mount's turn (so that
+mount ids, the order of /proc/self/mountinfo since Linux 6.8, follow the config's order), except a
+bind asking to be shared (shared, rshared): it is cloned in the runtime's mount namespace (see
+clone_in_runtime_ns), whose handle stage 1 opens before it unshares.
 """
 import os
+import _socket  # the C module: socket imports enum and selectors
 
 from ocirun import protocol
 from ocirun.errors import SyscallError
@@ -30,6 +36,70 @@ def wanted(config: dict) -> bool:
     """Whether the config has a bind mount (the init then asks for the trees)."""
     return any("bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
                or m.get("type") == "bind" for m in config.get("mounts") or [])
+
+
+def wants_host_peer(req) -> bool:
+    """A bind asking to be shared (shared, rshared): with a new mount namespace and no user namespace
+    it is a peer of its source when that is a shared host mount, even if "/" is made rslave."""
+    return req.options.bind and any(p & sc.MS_SHARED for p in req.options.propagation)
+
+
+def host_peers_wanted(config: dict) -> bool:
+    """Stage 1: whether some bind asks to be shared (wants_host_peer, read from the raw options)."""
+    for m in config.get("mounts") or []:
+        opts = m.get("options") or []
+        if (("bind" in opts or "rbind" in opts or m.get("type") == "bind")
+                and ("shared" in opts or "rshared" in opts)):
+            return True
+    return False
+
+
+def clone_in_runtime_ns(req, runtime_mntns: int) -> int:
+    """In the init, at the mount's turn: req's source cloned in the runtime's mount namespace (the
+    handle runtime_mntns) by a forked child that enters it and sends the tree back. The clone of a
+    shared host mount is its peer, so mounts travel both ways; a clone made in the container's copy
+    once "/" is rslave is a slave (runc's behaviour), and one made before "/" gets its propagation
+    would get its mount id too early (mountinfo would list it before the mounts preceding it). The
+    init itself never leaves the container's namespace."""
+    from ocirun.errors import OciError
+    from ocirun.procexec import describe
+    mine, childs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    try:
+        try:
+            child = os.fork()
+        except OSError as e:    # EAGAIN: the cgroup's pids.max
+            raise SyscallError(e.errno, f"{req.where}: fork", "(to clone the source in the runtime's "
+                               "mount namespace)") from None
+        if child == 0:
+            code = 1
+            try:
+                mine.close()
+                sc.setns(runtime_mntns, sc.CLONE_NEWNS, label="the runtime's mount namespace")
+                tree = mounts.clone_source(req, None)
+                protocol.send(childs, {"type": "tree"}, [tree])
+                code = 0
+            except BaseException as exc:
+                try:
+                    protocol.send(childs, {"type": "error", "msg": describe(exc)})
+                    code = 0
+                except BaseException:
+                    pass
+            finally:
+                os._exit(code)
+        childs.close()
+        try:
+            msg, fds = protocol.recv(mine)
+        finally:
+            _, status = os.waitpid(child, 0)
+    finally:
+        mine.close()
+        childs.close()
+    if msg is not None and msg.get("type") == "tree" and len(fds) == 1 and status == 0:
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    detail = (msg or {}).get("msg") or f"the helper that clones the source failed (wait status {status})"
+    raise OciError(f"{req.where}: {detail}")
 
 
 def clone_in_container(pid: int, config: dict, bundle: str) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ import os
 import stat
 
 from ocirun.errors import ConfigError, OciError, SyscallError
-from ocirun.linux import devices, lsm, mounts, safepath
+from ocirun.linux import devices, lsm, mounts, mountsources, safepath
 from ocirun.linux import syscalls as sc
 
 
@@ -65,23 +65,31 @@ def check_procfs(root_fd: int) -> None:
 
 def prepare_rootfs(ctx) -> None:
     """Propagation, the rootfs bind, the config's mounts in order, then /dev (devices, links, console)."""
-    cfg = ctx.config
-    root_prop = _root_propagation(ctx)  # validated before any side effect
-    reqs = [mounts.request(i, m, ctx.bundle) for i, m in enumerate(cfg.get("mounts") or [])]
     trees = ctx.extra.pop("source_trees", None) or {}   # bind sources the runtime cloned (mountsources.py)
-    for req in reqs:
-        req.tree = trees.get(req.index)
+    # The runtime's mount namespace (stage 1 opened it: a new one, no user namespace, a bind asking
+    # to be shared): such a bind is cloned there, so it is a peer of its shared host source even
+    # when "/" is rslave (runc makes it a slave: only the host's mounts reach it). In a user
+    # namespace the copies of shared mounts are slaves anyway (the kernel's CL_SHARED_TO_SLAVE).
+    runtime_mntns = ctx.extra.pop("runtime_mntns", None)
+    reqs = []
+    try:
+        root_prop = _root_propagation(ctx)  # validated before any side effect
+        reqs = [mounts.request(i, m, ctx.bundle) for i, m in enumerate(ctx.config.get("mounts") or [])]
+        for req in reqs:
+            req.tree = trees.pop(req.index, None)
+        _prepare_rootfs(ctx, reqs, root_prop, runtime_mntns)
+    finally:
+        if runtime_mntns is not None:
+            os.close(runtime_mntns)
+        for tree in list(trees.values()) + [r.tree for r in reqs if r.tree is not None]:
+            os.close(tree)     # not attached: a step before failed
+        for req in reqs:
+            req.tree = None
+
+
+def _prepare_rootfs(ctx, reqs: list, root_prop: int, runtime_mntns: int | None) -> None:
     if not os.path.isdir(ctx.rootfs):
         raise OciError(f"root.path: {ctx.rootfs} is not a directory")
-    if ctx.new_mntns and not ctx.new_userns:
-        # A bind asked to be shared (shared, rshared) is cloned before "/" gets its propagation: the
-        # clone of a shared host mount is its peer, so mounts travel both ways even when "/" is
-        # rslave (runc makes it a slave first: only the host's mounts reach it). In a user
-        # namespace the copies of shared mounts are slaves anyway (the kernel's CL_SHARED_TO_SLAVE).
-        for req in reqs:
-            if (req.tree is None and req.options.bind
-                    and any(p & sc.MS_SHARED for p in req.options.propagation)):
-                req.tree = mounts.clone_source(req, None)
     if ctx.new_mntns:
         # runc's prepareRoot: the copy of the runtime's mounts gets linux.rootfsPropagation before
         # anything is mounted, by default rslave (D-17: nothing we mount propagates to the host).
@@ -100,6 +108,10 @@ def prepare_rootfs(ctx) -> None:
     ctx.extra["readonly_later"] = [r.destination for r in reqs if mounts.readonly_later(r)]
     try:
         for req in reqs:
+            if runtime_mntns is not None and req.tree is None and mountsources.wants_host_peer(req):
+                # at its turn: the clone's mount id, mountinfo's order since Linux 6.8, follows the
+                # mounts before it (the spec: mounts are made in the listed order)
+                req.tree = mountsources.clone_in_runtime_ns(req, runtime_mntns)
             mounts.mount_one(req, root_fd, ctx)
         check_procfs(root_fd)
         if needs_dev_setup(reqs):

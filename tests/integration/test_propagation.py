@@ -83,9 +83,57 @@ def test_by_default_mounts_reach_the_container_but_never_the_host(ocirun, shared
 
 @pytest.mark.parametrize("options", [("rbind", "rshared"), ("bind", "shared")])
 def test_a_shared_volume_propagates_both_ways_without_rootfs_propagation(ocirun, shared_dir, options):
-    # the volume asks for it: it is cloned before / is made rslave, so it is a peer of its source
-    # (runc makes it a slave with a peer group of its own: only the host's mounts reach it)
+    # the volume asks for it: its source is cloned in the runtime's mount namespace, so it is a peer
+    # of it (runc makes it a slave with a peer group of its own: only the host's mounts reach it)
     assert _propagation(ocirun, shared_dir, None, options) == (True, True)
+
+
+def _mountinfo(path):
+    """[(mount point, optional fields)] in the file's order."""
+    with open(path) as f:
+        rows = [line.split() for line in f]
+    return [(r[4], r[6:r.index("-")]) for r in rows]
+
+
+def test_a_shared_volume_keeps_its_config_place_in_mountinfo_and_is_a_peer_of_its_source(ocirun, shared_dir):
+    # Since Linux 6.8 mountinfo lists mounts by mount id, given when a mount is made (or cloned):
+    # the spec makes mounts in the listed order and runtime-tools' `mounts` checks that order. The
+    # volume's source used to be cloned before every other mount, so it came first.
+    config = base_config(["sleep", "100"])
+    config["mounts"] += [
+        {"destination": "/tmp/a", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]},
+        {"destination": "/tmp/vol", "type": "bind", "source": shared_dir, "options": ["rbind", "rshared"]},
+        {"destination": "/tmp/c", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]},
+    ]
+    cid = f"prop-order-{os.getpid()}"
+    try:
+        ocirun("run", "-d", "-b", ocirun.bundle(config), cid, check=True)
+        inside = _mountinfo(f"/proc/{ocirun.state(cid)['pid']}/mountinfo")
+        points = [p for p, _ in inside]
+        assert [p for p in points if p in ("/tmp/a", "/tmp/vol", "/tmp/c")] == ["/tmp/a", "/tmp/vol", "/tmp/c"]
+        host_group = [t for p, tags in _mountinfo("/proc/self/mountinfo") if p == shared_dir
+                      for t in tags if t.startswith("shared:")]
+        vol_tags = dict(inside)["/tmp/vol"]
+        assert host_group and host_group[0] in vol_tags      # a peer: the host's peer group
+    finally:
+        ocirun("delete", "-f", cid)
+
+
+def test_a_shared_volume_whose_source_is_missing_is_refused_naming_the_mount(ocirun, shared_dir):
+    config = base_config(["true"])
+    config["mounts"].append({"destination": "/tmp/vol", "type": "bind", "options": ["rbind", "rshared"],
+                             "source": os.path.join(shared_dir, "missing")})
+    index = len(config["mounts"]) - 1
+    cid = f"prop-missing-{os.getpid()}"
+    try:
+        proc = ocirun("create", "-b", ocirun.bundle(config), cid)
+        assert proc.returncode != 0
+        assert f"mounts[{index}] (destination /tmp/vol): " in proc.stderr
+        assert os.path.join(shared_dir, "missing") in proc.stderr
+        assert "no such file or directory" in proc.stderr.lower()
+        assert ocirun("state", cid).returncode != 0      # nothing left behind
+    finally:
+        ocirun("delete", "-f", cid)
 
 
 def test_rootfs_propagation_rprivate_cuts_both_ways(ocirun, shared_dir):
