@@ -1,7 +1,7 @@
 """The exec helper: a sealed interpreter started by `ocirun exec` (see ocirun/execcmd.py).
 
-    H: non-dumpable; receive the plan and the container's namespace fds; validate the process and
-       compile its seccomp filter with the host's libseccomp; execCPUAffinity.initial; wait until
+    H: non-dumpable; receive the plan and the container's namespace fds; check the process and
+       take the seccomp program of the plan; execCPUAffinity.initial; wait until
        the parent has put us in the container's cgroup; seal the import system; setns user .. mnt
        (become root of a joined user namespace); fork (the child is in the container's pid
        namespace); report the child's pid; exit.
@@ -9,6 +9,7 @@
        socket, slave as the controlling terminal and stdio); process settings in runc's order
        (security.apply_process_settings); execCPUAffinity.final; signals reset; every fd but
        stdio and the preserved ones close-on-exec; late seccomp; execve.
+    The seccomp program comes compiled in the plan (ocirun exec built it): only loaded here.
 
 Messages on the sync socket are marshal'ed dicts, one per SOCK_SEQPACKET packet (json would import
 re, ~5 ms of every exec; both ends are the same interpreter). The socket is close-on-exec, so EOF
@@ -105,9 +106,9 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
     ns_fds = fds[:len(kinds)]
     console_sock = fds[len(kinds)] if plan.get("console") else None
 
-    seccomp_filter = security.prepare_process_settings(config)
+    seccomp_filter = security.prepare_process_settings(config, plan.get("seccomp"))
     security.apply_initial_cpu_affinity(process)
-    log.timing("exec helper: process checked, seccomp filter compiled")
+    log.timing("exec helper: process checked, seccomp program received")
     request(sync, {"type": "cgroup"})       # acked once the parent has put our pid in every cgroup.procs
     log.timing("exec helper: joined the cgroup")
 

@@ -8,7 +8,8 @@ Processes (see docs/ARCHITECTURE.md):
     ocirun exec (E)       parse, load the state, build the process, open the init's namespaces
       fexecve a sealed interpreter: the exec helper H (ocirun/exec_init.py), with the sync socket;
       E adds H to the container's cgroup (every hierarchy) while H's interpreter starts
-    H (host namespaces)   validate + compile seccomp, execCPUAffinity.initial, wait until E has
+    (E compiles the seccomp profile into the program X loads, and sends it in the plan)
+    H (host namespaces)   check the process, execCPUAffinity.initial, wait until E has
                           added it to the cgroup; setns user .. mnt, fork
     H exits after reporting the pid of X; X is re-parented to E (a child subreaper) in the foreground
     X (in the container)  setsid, the tty, process settings (security.py), close fds, execve
@@ -168,7 +169,7 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
                 console_parent, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             send_fds.append(csock.detach())
         plan = {"type": "exec", "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve,
-                "debug": log.is_debug()}
+                "debug": log.is_debug(), "seccomp": compile_seccomp(config)}
         if host_console is not None:
             # our own terminal: the pty is set up as ttyproxy.prepare() does, before the program runs
             plan["foreground_tty"] = {"size": ttyproxy.host_size(host_console)}
@@ -185,6 +186,17 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
         for fd in send_fds:
             os.close(fd)
     return state, config, host_console, console_parent
+
+
+def compile_seccomp(config: dict) -> dict | None:
+    """The container's seccomp profile as the program X loads (SeccompProgram.to_wire()), built
+    here so that the helper never loads libseccomp."""
+    seccomp = config["linux"].get("seccomp")
+    if seccomp is None:
+        return None
+    from ocirun.linux.seccomp import compile_filter
+    with compile_filter(seccomp) as built:
+        return built.program().to_wire()
 
 
 # --- the process -----------------------------------------------------------------------------------

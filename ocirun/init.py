@@ -123,8 +123,8 @@ class Init:
         if self.runtime_mntns is not None:
             ctx.extra["runtime_mntns"] = self.runtime_mntns     # prepare_rootfs closes it
         log.timing("init: setsid, session keyring")
-        seccomp_filter = security.prepare_seccomp(config)
-        log.timing("init: seccomp filter compiled")
+        seccomp_filter = security.prepare_process_settings(config, self.boot.get("seccomp"))
+        log.timing("init: process settings checked, seccomp program received")
         if ctx.new_netns:
             loopback.loopback_up()
         if self.uts:    # new or joined by path: set there, as runc does (validate refuses the host's)

@@ -57,6 +57,12 @@ class CreateOptions:
 
 
 def load_and_validate(bundle: str) -> dict:
+    return load_validate_compile(bundle)[0]
+
+
+def load_validate_compile(bundle: str):
+    """The config, checked, and its seccomp profile compiled into the program the init will load
+    (SeccompProgram or None): the only compile of a create."""
     from ocirun import security, spec, validate
     log.timing("create: imports (validation)")
     config = spec.load_config(bundle)
@@ -64,10 +70,11 @@ def load_and_validate(bundle: str) -> dict:
     spec.validate_schema(config)
     log.timing("create: validation (schema)")
     validate.validate(config, bundle)
-    for warning in security.validate_process(config):
+    warnings, seccomp_program = security.validate_and_compile(config)
+    for warning in warnings:
         log.warning(warning)
     log.timing("create: validation (semantic)")
-    return config
+    return config, seccomp_program
 
 
 def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
@@ -84,7 +91,7 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         log.timing("create: spawn init")
         if not os.path.isdir(opts.bundle):
             raise OciError(f"bundle {opts.bundle}: no such file or directory")
-        config = load_and_validate(opts.bundle)
+        config, seccomp_program = load_validate_compile(opts.bundle)
         process = config.get("process")
         if not process:
             raise ConfigError("process", "a process is required to create a container")
@@ -102,7 +109,8 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
             raise ContainerExists(cid) from None
         undo.callback(_remove_dir, cdir)
         with st.lock(root, cid):
-            state = _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks)
+            state = _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks,
+                                       seccomp_program)
         undo.pop_all()
     parent_sock.close()
     return state
@@ -134,7 +142,8 @@ def start_init(preserve_fds: int, undo: "Rollback") -> tuple[_socket.socket, int
     return parent_sock, init_pid
 
 
-def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks) -> st.State:
+def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks,
+                   seccomp_program=None) -> st.State:
     # The bundle is the caller's (trusted); its rootfs path is resolved once, here, as runc does.
     rootfs = os.path.realpath(os.path.join(opts.bundle, config["root"]["path"]))
     linux = config.get("linux") or {}
@@ -206,6 +215,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
     boot = {"type": "bootstrap", "config": config, "bundle": opts.bundle, "rootfs": rootfs,
             "no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds, "debug": log.is_debug(),
             "new_keyring": opts.new_keyring,
+            "seccomp": seccomp_program.to_wire() if seccomp_program is not None else None,
             "state": {"ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATED,
                       "bundle": opts.bundle, **({"annotations": config["annotations"]} if config.get("annotations") else {})}}
     protocol.send(parent_sock, boot, send_fds)

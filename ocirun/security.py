@@ -1,7 +1,9 @@
 """The container process's privilege steps, in the order of runc's standard_init (design note D-13).
 
-The container init calls, before pivot_root (host libraries and /proc still in view):
-    seccomp_filter = prepare_process_settings(config)       # validation + compile_filter, or None
+The runtime (`create`, `exec`) validates and compiles the profile once, on the host:
+    warnings, program = validate_and_compile(config)          # program: SeccompProgram or None
+and sends program.to_wire() along. The container init calls, before pivot_root (host /proc in view):
+    seccomp_filter = prepare_process_settings(config, wire)   # checks, the program to load, or None
 and after pivot_root (pid 1 of its pid namespace, still root with every capability):
     outcome = apply_process_settings(config, seccomp_filter=seccomp_filter,
                                      hand_over_notify_fd=...)   # a notify fd, right after its load
@@ -23,7 +25,7 @@ import _signal as signal  # the C module: signal imports enum (~4 ms of the init
 
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import capabilities, lsm, procfs, syscalls
-from ocirun.linux.seccomp import SeccompFilter, compile_filter
+from ocirun.linux.seccomp import SeccompProgram, compile_filter
 
 # --- rlimits -------------------------------------------------------------------------------------
 
@@ -409,7 +411,7 @@ def set_no_new_privs() -> None:
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1, op="prctl PR_SET_NO_NEW_PRIVS")
 
 
-def load_seccomp_late(seccomp_filter: SeccompFilter) -> int | None:
+def load_seccomp_late(seccomp_filter: SeccompProgram) -> int | None:
     """Load the filter as the last step before execve (noNewPrivileges=true); returns the notify fd."""
     return seccomp_filter.load()
 
@@ -433,11 +435,18 @@ def reset_signals() -> None:
 
 def validate_process(config: dict) -> list[str]:
     """All pure checks of the process settings; ConfigError on the first bad field, else warnings."""
+    return validate_and_compile(config)[0]
+
+
+def validate_and_compile(config: dict) -> tuple[list[str], SeccompProgram | None]:
+    """validate_process, and the seccomp profile compiled into the program the process will load
+    (the one compile of a create or exec: libseccomp is dlopen()ed by the runtime only)."""
     warnings = _check_fields(config)
     seccomp = (config.get("linux") or {}).get("seccomp")
-    if seccomp is not None:
-        compile_filter(seccomp).close()
-    return warnings
+    if seccomp is None:
+        return warnings, None
+    with compile_filter(seccomp) as built:
+        return warnings, built.program()
 
 
 def _check_fields(config: dict) -> list[str]:
@@ -459,18 +468,19 @@ def _check_fields(config: dict) -> list[str]:
     return warnings
 
 
-def prepare_process_settings(config: dict) -> SeccompFilter | None:
-    """Run in the init BEFORE it enters the rootfs (pivot_root): validates, reads what later steps
-    need from the host (cap_last_cap) and builds the seccomp filter, which dlopen()s libseccomp.so.2
-    from the host; after pivot_root that would load the container's copy (D-11)."""
+def prepare_process_settings(config: dict, seccomp_wire: dict | None = None) -> SeccompProgram | None:
+    """Run in the init BEFORE it enters the rootfs (pivot_root): checks the fields again, reads what
+    later steps need from the host (cap_last_cap, a procfs handle) and takes the seccomp program the
+    runtime compiled (seccomp_wire, SeccompProgram.to_wire()). A config with a profile but no program
+    is refused: the process must never run unfiltered."""
     _check_fields(config)
     capabilities.kernel_last_cap()
     lsm.prepare_lsm(config)      # a checked handle on the host's procfs, for the exec labels
-    seccomp = (config.get("linux") or {}).get("seccomp")
-    return compile_filter(seccomp) if seccomp is not None else None
-
-
-prepare_seccomp = prepare_process_settings     # the name ocirun/init.py uses
+    if seccomp_wire is not None:
+        return SeccompProgram.from_wire(seccomp_wire)
+    if (config.get("linux") or {}).get("seccomp") is not None:
+        raise ConfigError("linux.seccomp", "the runtime sent no compiled seccomp program")
+    return None
 
 
 class ProcessSettingsOutcome:
@@ -485,7 +495,7 @@ class ProcessSettingsOutcome:
         return self.seccomp_pending
 
 
-def apply_process_settings(config: dict, *, seccomp_filter: SeccompFilter | None,
+def apply_process_settings(config: dict, *, seccomp_filter: SeccompProgram | None,
                            hand_over_notify_fd=None) -> ProcessSettingsOutcome:
     """Apply process/linux settings to the calling process, in runc's order (D-13).
 

@@ -1,7 +1,8 @@
 """linux.seccomp: validate the profile and build a libseccomp filter; load it; hand the listener fd on.
 
-compile_filter() does all the checking and building (ConfigError names the JSON field) so that the
-init only has to call SeccompFilter.load() at the right moment (see ocirun/security.py).
+compile_filter() does all the checking and building (ConfigError names the JSON field); the runtime
+turns the result into a SeccompProgram (the final BPF and its flags), sends it as data, and the init
+or exec helper only calls SeccompProgram.load() at the right moment (see ocirun/security.py).
 
 Decisions, like runc:
 - syscall names libseccomp does not know are skipped (profiles list calls of other kernels/arches);
@@ -99,6 +100,37 @@ MAX_SYSCALL_ARGS = 6
 _SENDER_SYSCALLS = frozenset({"socket", "connect", "sendmsg", "sendto", "write", "close", "poll", "fcntl"})
 
 
+class SeccompProgram:
+    """A compiled filter as data: the classic BPF program (struct sock_filter array) and the
+    seccomp(2) flags to load it with. The runtime builds it (SeccompFilter.program()); it travels
+    to the init / exec helper with to_wire() (JSON- and marshal-safe) and is loaded there."""
+
+    __slots__ = ("bpf", "flags")
+
+    def __init__(self, bpf: bytes, flags: int):
+        self.bpf = bpf
+        self.flags = flags
+
+    @property
+    def has_notify(self) -> bool:
+        return bool(self.flags & _FLAG_NEW_LISTENER)
+
+    def load(self) -> int | None:
+        """seccomp(SECCOMP_SET_MODE_FILTER) in the calling thread; the listener fd for a notify filter."""
+        fd = syscalls.seccomp_set_mode_filter(self.flags, self.bpf)
+        return fd if self.has_notify else None
+
+    def to_wire(self) -> dict:
+        return {"bpf": self.bpf.hex(), "flags": self.flags}
+
+    @classmethod
+    def from_wire(cls, wire: dict) -> "SeccompProgram":
+        bpf = bytes.fromhex(wire["bpf"])
+        if not bpf or len(bpf) % 8:
+            raise ValueError(f"seccomp program of {len(bpf)} bytes is not a sock_filter array")
+        return cls(bpf, int(wire["flags"]))
+
+
 class SeccompFilter:
     """A built libseccomp filter context, ready to be loaded into the calling thread."""
 
@@ -118,23 +150,25 @@ class SeccompFilter:
         """True when send_notify_fd() must not run in a process that has this filter."""
         return bool(self.notified_syscalls & _SENDER_SYSCALLS)
 
+    def program(self) -> "SeccompProgram":
+        """The whole program the kernel gets (ENOSYS stub + libseccomp's) and its seccomp(2) flags:
+        built here, in the runtime, so that the init and the exec helper only load it (they never
+        dlopen libseccomp; its arch decisions are the host kernel's either way)."""
+        self._check_open()
+        program = enosys_stub(self.enosys_above) if self.enosys_above else b""
+        program += self.export_bpf()
+        # the flags seccomp_load() would pass (libseccomp's sys_filter_load)
+        flags = self._load_flags
+        if self.has_notify:
+            flags |= _FLAG_NEW_LISTENER | (_FLAG_TSYNC_ESRCH if flags & 1 else 0)
+        return SeccompProgram(program, flags)
+
     def load(self) -> int | None:
         """Load the filter into the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
 
         Returns the notify (listener) fd when a rule uses SCMP_ACT_NOTIFY, else None.
         """
-        self._check_open()
-        if self.enosys_above:
-            program = enosys_stub(self.enosys_above) + self.export_bpf()
-            flags = self._load_flags
-            if self.has_notify:
-                flags |= _FLAG_NEW_LISTENER | (_FLAG_TSYNC_ESRCH if flags & 1 else 0)
-            fd = syscalls.seccomp_set_mode_filter(flags, program)
-            return fd if self.has_notify else None
-        syscalls.scmp_load(self._ctx)
-        if self.has_notify:
-            return syscalls.scmp_notify_fd(self._ctx)
-        return None
+        return self.program().load()
 
     def export_bpf(self) -> bytes:
         """The compiled BPF program (struct sock_filter array), for diagnostics and tests."""

@@ -359,9 +359,7 @@ def _libseccomp():
             "seccomp_syscall_resolve_name_arch": (cint, [u32, ctypes.c_char_p]),
             "seccomp_rule_add_array": (cint, [ctx, u32, cint, ctypes.c_uint, ctypes.POINTER(ScmpArgCmp)]),
             "seccomp_attr_set": (cint, [ctx, cint, u32]),
-            "seccomp_load": (cint, [ctx]),
             "seccomp_export_bpf": (cint, [ctx, cint]),
-            "seccomp_notify_fd": (cint, [ctx]),
             "seccomp_version": (ctypes.POINTER(_ScmpVersion), []),
         }
         for name, (restype, argtypes) in sigs.items():
@@ -435,16 +433,8 @@ def scmp_attr_set(ctx: int, attr: int, value: int, *, label: str = "") -> None:
     _scmp_check(_libseccomp().seccomp_attr_set(ctx, attr, value), "seccomp_attr_set", label or f"attr={attr}")
 
 
-def scmp_load(ctx: int) -> None:
-    _scmp_check(_libseccomp().seccomp_load(ctx), "seccomp_load")
-
-
 def scmp_export_bpf(ctx: int, fd: int) -> None:
     _scmp_check(_libseccomp().seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
-
-
-def scmp_notify_fd(ctx: int) -> int:
-    return _scmp_check(_libseccomp().seccomp_notify_fd(ctx), "seccomp_notify_fd")
 
 
 SECCOMP_SET_MODE_FILTER = 1

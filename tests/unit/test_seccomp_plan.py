@@ -247,10 +247,40 @@ def test_parsed_values():
 
 def test_prepare_process_settings():
     assert security.prepare_process_settings({"process": {"cwd": "/"}}) is None
-    filt = security.prepare_process_settings({"process": {}, "linux": {"seccomp": {"defaultAction": "SCMP_ACT_LOG"}}})
-    try:
-        assert not filt.has_notify and filt.export_bpf()
-    finally:
-        filt.close()
+    config = {"process": {}, "linux": {"seccomp": {"defaultAction": "SCMP_ACT_LOG"}}}
+    warnings, program = security.validate_and_compile(config)
+    assert warnings == [] and program.bpf and len(program.bpf) % 8 == 0
+    wire = program.to_wire()
+    assert isinstance(wire["bpf"], str)     # JSON (the bootstrap) and marshal (the exec plan) carry it
+    taken = security.prepare_process_settings(config, wire)
+    assert taken.bpf == program.bpf and taken.flags == program.flags and not taken.has_notify
+    # a profile without its compiled program is refused: the process would run unfiltered
+    with pytest.raises(ConfigError, match=r"^linux.seccomp: the runtime sent no compiled seccomp program"):
+        security.prepare_process_settings(config)
     with pytest.raises(ConfigError, match=r"^process.oomScoreAdj: "):
         security.prepare_process_settings({"process": {"oomScoreAdj": "5"}})
+
+
+def test_program_is_the_stub_then_libseccomps_export():
+    """What the runtime sends is the whole program the kernel gets: the ENOSYS stub (a denying
+    default) followed by libseccomp's own export, with the flags seccomp_load() would use."""
+    from ocirun.linux.seccomp import SeccompProgram, enosys_stub
+    deny = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ALLOW"}],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"]}
+    with compile_filter(deny) as f:
+        program = f.program()
+        assert f.enosys_above
+        assert program.bpf == enosys_stub(f.enosys_above) + f.export_bpf()
+        assert program.flags == 2       # SECCOMP_FILTER_FLAG_LOG
+    with compile_filter({"defaultAction": "SCMP_ACT_ALLOW"}) as f:
+        assert f.program().bpf == f.export_bpf()     # no stub for a permissive default
+    notify = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/a.sock",
+              "flags": ["SECCOMP_FILTER_FLAG_TSYNC"],
+              "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+    with compile_filter(notify) as f:
+        program = f.program()
+    assert program.has_notify and program.flags == 1 | 8 | 16    # TSYNC, NEW_LISTENER, TSYNC_ESRCH
+    again = SeccompProgram.from_wire(program.to_wire())
+    assert (again.bpf, again.flags) == (program.bpf, program.flags)
+    with pytest.raises(ValueError):
+        SeccompProgram.from_wire({"bpf": "00" * 7, "flags": 0})
