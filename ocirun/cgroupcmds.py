@@ -6,6 +6,7 @@ import sys
 import time
 
 from ocirun import state as state_mod
+from ocirun import statuscheck
 from ocirun.cliparse import UsageError, need_id, parse
 from ocirun.errors import ConfigError, OciError
 
@@ -30,8 +31,7 @@ def pause(g, argv: list[str]) -> int:
     cid = need_id(pos, "pause")
     with state_mod.lock(g.root, cid):
         st = state_mod.load(g.root, cid)
-        if st.status not in (state_mod.RUNNING, state_mod.CREATED):
-            raise OciError("container not running")
+        statuscheck.check(cid, st.status, "pause")
         _manager(st).freeze()
     return 0
 
@@ -41,8 +41,7 @@ def resume(g, argv: list[str]) -> int:
     cid = need_id(pos, "resume")
     with state_mod.lock(g.root, cid):
         st = state_mod.load(g.root, cid)
-        if st.status != state_mod.PAUSED:
-            raise OciError("container not paused")
+        statuscheck.check(cid, st.status, "resume")
         _manager(st).thaw()
     return 0
 
@@ -149,8 +148,7 @@ def update(g, argv: list[str]) -> int:
                 raise OciError(f"Intel RDT/{name} is not enabled")
     with state_mod.lock(g.root, cid):
         st = state_mod.load(g.root, cid)
-        if st.status == state_mod.STOPPED:
-            raise OciError("container not running")
+        statuscheck.check(cid, st.status, "update")
         _manager(st).set(res, update=True)
         linux = st.data.setdefault("config", {}).setdefault("linux", {})
         _merge(linux.setdefault("resources", {}), res)
@@ -187,8 +185,7 @@ def events(g, argv: list[str]) -> int:
     if interval <= 0:
         raise UsageError("duration interval must be greater than 0")
     st = state_mod.load(g.root, cid)
-    if st.status == state_mod.STOPPED:
-        raise OciError(f"container with id {cid} is not running")
+    statuscheck.check(cid, st.status, "events")
     m = _manager(st)
     if opts["stats"]:
         _emit({"type": "stats", "id": cid, "data": m.stats()})

@@ -32,7 +32,7 @@ import sys
 from ocirun import fastjson, log
 from ocirun import state as st
 from ocirun.cliparse import UsageError, parse
-from ocirun.errors import InvalidState, OciError
+from ocirun.errors import OciError
 
 FLAGS = {"console-socket": "str", "cwd": "str", "env": "list", "tty": "bool", "user": "str",
          "additional-gids": "list", "process": "str", "detach": "bool", "pid-file": "str",
@@ -127,13 +127,8 @@ INLINE_MAX = 1 << 17     # a larger exec plan travels in a memfd (as protocol.IN
 
 def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _socket.socket):
     state = st.load(g.root, cid)
-    status = state.status
-    if status == st.STOPPED:
-        raise InvalidState(cid, status, "exec", "cannot exec in a stopped container")
-    if status == st.PAUSED and not opts["ignore-paused"]:
-        raise InvalidState(cid, status, "exec", "cannot exec in a paused container (use --ignore-paused to override)")
-    if status == st.CREATING:
-        raise InvalidState(cid, status, "exec", "cannot exec in a container that is being created")
+    from ocirun import statuscheck
+    statuscheck.check(cid, state.status, "exec --ignore-paused" if opts["ignore-paused"] else "exec")
 
     process = build_process(state.config, opts, args)
     tty = bool(process.get("terminal"))

@@ -33,6 +33,17 @@ def run_hooks(kind: str, hooks: list | None, state: dict, *, cwd: str | None = N
             warn(str(exc))
 
 
+def run_poststop(state, warn) -> None:
+    """The poststop hooks of a container (a state.State) that is gone: after `delete` destroyed it,
+    or after a `create` that failed once its hooks had begun (runtime.md steps 12-13). They get
+    the state with status "stopped" and no pid, run in the bundle; failures only warn."""
+    poststop = (state.config.get("hooks") or {}).get("poststop")
+    if poststop:
+        hook_state = dict(state.oci_state(), status="stopped")
+        hook_state.pop("pid", None)
+        run_hooks("poststop", poststop, hook_state, cwd=state.bundle, warn=warn)
+
+
 def run_hook(hook: dict, state: dict, label: str, *, cwd: str | None = None) -> None:
     path = hook["path"]
     args = hook.get("args") or [path]

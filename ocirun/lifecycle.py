@@ -1,6 +1,6 @@
 """The lifecycle commands of runtime.md: create, start, state, kill, delete (and run, list).
 
-ALLOWED says which statuses each operation accepts; anything else is an InvalidState error.
+Which statuses each command accepts, and the words of a refusal, are in ocirun/statuscheck.py.
 """
 import os
 import select
@@ -11,15 +11,7 @@ from ocirun import log
 from ocirun import state as st
 from ocirun.cliparse import need_id, parse
 from ocirun import fastjson
-from ocirun.errors import ContainerNotFound, HookError, InvalidState, OciError, suppress
-
-ALLOWED = {
-    "start": {st.CREATED},
-    "kill": {st.CREATED, st.RUNNING, st.PAUSED},
-    "delete": {st.STOPPED},
-    "pause": {st.RUNNING, st.CREATED},
-    "resume": {st.PAUSED},
-}
+from ocirun.errors import ContainerNotFound, HookError, OciError, suppress
 
 CREATE_FLAGS = {"bundle": "str", "pid-file": "str", "console-socket": "str", "no-pivot": "bool",
                 "no-new-keyring": "bool", "preserve-fds": "int", "detach": "bool", "keep": "bool",
@@ -28,18 +20,8 @@ CREATE_ALIASES = {"b": "bundle", "d": "detach"}
 
 
 def check_allowed(state: st.State, op: str) -> str:
-    status = state.status
-    if status not in ALLOWED[op]:
-        if op == "start" and status == st.STOPPED:
-            raise InvalidState(state.id, status, op, "cannot start a container that has stopped")
-        if op == "start" and status == st.RUNNING:
-            raise InvalidState(state.id, status, op, "cannot start an already running container")
-        if op == "kill":
-            raise InvalidState(state.id, status, op, "container not running")
-        if op == "delete":
-            raise InvalidState(state.id, status, op, f"cannot delete container {state.id} that is not stopped: {status}")
-        raise InvalidState(state.id, status, op)
-    return status
+    from ocirun import statuscheck
+    return statuscheck.check(state.id, state.status, op)
 
 
 # --- create / start ------------------------------------------------------------------------------
@@ -338,12 +320,9 @@ def destroy(state: st.State, run_poststop: bool = True) -> None:
             shutil.rmtree(os.path.join(cdir, name), ignore_errors=True)
     with suppress(FileNotFoundError):
         os.rmdir(cdir)
-    all_hooks = state.config.get("hooks") or {}
-    if run_poststop and all_hooks.get("poststop"):
+    if run_poststop and (state.config.get("hooks") or {}).get("poststop"):
         from ocirun import hooks
-        hook_state = dict(state.oci_state(), status=st.STOPPED)
-        hook_state.pop("pid", None)
-        hooks.run_hooks("poststop", all_hooks["poststop"], hook_state, cwd=state.bundle, warn=log.warning)
+        hooks.run_poststop(state, warn=log.warning)
 
 
 # --- run -----------------------------------------------------------------------------------------

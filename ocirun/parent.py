@@ -119,13 +119,8 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
 def _poststop_after_failure(reached_hooks: list) -> None:
     if not reached_hooks:
         return
-    state = reached_hooks[0]
-    poststop = (state.config.get("hooks") or {}).get("poststop")
-    if poststop:
-        hook_state = dict(state.oci_state(), status=st.STOPPED)
-        hook_state.pop("pid", None)
-        from ocirun import hooks
-        hooks.run_hooks("poststop", poststop, hook_state, cwd=state.bundle, warn=log.warning)
+    from ocirun import hooks
+    hooks.run_poststop(reached_hooks[0], warn=log.warning)
 
 
 def start_init(preserve_fds: int, undo: "Rollback") -> tuple[_socket.socket, int]:
