@@ -16,13 +16,11 @@ re, ~5 ms of every exec; both ends are the same interpreter). The socket is clos
 without an error means the program was exec'd. Nothing is imported after the imports below (not
 even ocirun.init, whose helpers are repeated here rather than loading the whole init).
 """
-import fcntl
 import marshal
 import os
 import _socket  # the C module: socket imports selectors and enum (~5 ms of each exec)
 import struct
 import sys
-import termios
 
 from ocirun import log, security
 from ocirun.errors import OciError
@@ -143,8 +141,8 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
     if console_sock is not None:
         foreground = plan.get("foreground_tty")
         size = process.get("consoleSize") or (foreground or {}).get("size")
-        setup_terminal(console_sock, size, clear_onlcr=foreground is not None,
-                       uid=(process.get("user") or {}).get("uid", 0))
+        console.setup_console(console_sock, size, uid=(process.get("user") or {}).get("uid", 0),
+                              dev_console=False, clear_onlcr=foreground is not None)
     # stdio and the preserved fds 3..3+N-1 cross the execve; everything else (the sync socket
     # included, whose closing tells the parent that execve succeeded) is close-on-exec. Marked
     # before the seccomp filter, which may deny close_range; later fds are O_CLOEXEC anyway.
@@ -166,29 +164,3 @@ def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
     if outcome.seccomp_pending:
         security.load_seccomp_late(seccomp_filter)
     os.execve(path, process["args"], env_dict(env))
-
-
-def setup_terminal(console_sock: int, size: dict | None, clear_onlcr: bool = False, uid: int = 0) -> None:
-    """A pty of the container's devpts (we are in its mount namespace): the master goes over the
-    console socket (one message: the pty's name, the fd in SCM_RIGHTS, as runc's utils.SendFd), the
-    slave becomes our controlling terminal and stdio."""
-    master, slave, name = console.open_pty()
-    console.give_to_user(slave, uid)    # the pty belongs to process.user (runc)
-    try:
-        console.set_size(master, size)
-        if clear_onlcr:     # `ocirun exec -t` proxies to a terminal that translates "\n" itself (runc)
-            attrs = termios.tcgetattr(slave)
-            attrs[1] &= ~termios.ONLCR
-            termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        sock = _socket.socket(fileno=console_sock)
-        try:
-            sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
-        finally:
-            sock.close()
-    finally:
-        os.close(master)
-    fcntl.ioctl(slave, console.TIOCSCTTY, 0)
-    for target in (0, 1, 2):
-        os.dup2(slave, target)
-    if slave > 2:
-        os.close(slave)

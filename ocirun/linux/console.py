@@ -1,13 +1,16 @@
 """The container's terminal: a pty made inside the container's own devpts, master sent to the caller.
 
 As runc does it: after pivot_root open /dev/ptmx, take the peer with TIOCGPTPEER (no path lookup
-the container could race), bind the peer over /dev/console, send the master over --console-socket
-with SCM_RIGHTS, and make the peer the controlling terminal and stdio of the init.
+the container could race), bind the peer over /dev/console (the init only), send the master over
+the console socket with SCM_RIGHTS (one message: the pty's name and the fd, runc's utils.SendFd),
+and make the peer the controlling terminal and stdio. setup_console() is that one sequence, for
+the container's init and for an `exec` process (ocirun/exec_init.py).
 """
 import fcntl
 import os
 import _socket  # the C module: socket imports selectors and enum
 import struct
+import termios
 
 from ocirun.errors import OciError
 from ocirun.linux import syscalls as sc
@@ -44,26 +47,37 @@ def give_to_user(slave: int, uid: int) -> None:
             raise OciError(f"process.terminal: chown the console to uid {uid}: {exc.strerror}") from None
 
 
-def setup_console(console_socket_fd: int | None, size: dict | None, uid: int = 0) -> int:
+def setup_console(console_socket_fd: int | None, size: dict | None, uid: int = 0, *,
+                  dev_console: bool = True, clear_onlcr: bool = False) -> int:
+    """dev_console: bind the pty over /dev/console (the init; an exec process keeps the init's).
+    clear_onlcr: `ocirun exec -t` proxies to a terminal that translates "\n" itself (runc)."""
     if console_socket_fd is None:
         raise OciError("process.terminal: a console socket is required (--console-socket)")
     master, slave, name = open_pty()
-    give_to_user(slave, uid)
-    set_size(master, size)
+    give_to_user(slave, uid)    # the pty belongs to process.user (runc)
     try:
-        fd = os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        os.close(fd)
-    except OSError as exc:
-        raise OciError(f"/dev/console: {exc.strerror}") from None
-    sc.mount(f"/proc/self/fd/{slave}", "/dev/console", None, sc.MS_BIND, label="/dev/console")
-    sock = _socket.socket(fileno=console_socket_fd)
-    try:
-        sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
+        set_size(master, size)
+        if clear_onlcr:
+            attrs = termios.tcgetattr(slave)
+            attrs[1] &= ~termios.ONLCR
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        if dev_console:
+            try:
+                fd = os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+                os.close(fd)
+            except OSError as exc:
+                raise OciError(f"/dev/console: {exc.strerror}") from None
+            sc.mount(f"/proc/self/fd/{slave}", "/dev/console", None, sc.MS_BIND, label="/dev/console")
+        sock = _socket.socket(fileno=console_socket_fd)
+        try:
+            sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
+        finally:
+            sock.close()
     finally:
-        sock.close()
         os.close(master)
     fcntl.ioctl(slave, TIOCSCTTY, 0)
     for target in (0, 1, 2):
         os.dup2(slave, target)
-    os.close(slave)
+    if slave > 2:
+        os.close(slave)
     return 0
