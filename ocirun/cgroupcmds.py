@@ -27,22 +27,21 @@ def _emit(obj) -> None:
 # --- pause / resume ------------------------------------------------------------------------------
 
 def pause(g, argv: list[str]) -> int:
-    _, pos = parse(argv, {})
-    cid = need_id(pos, "pause")
-    with state_mod.lock(g.root, cid):
-        st = state_mod.load(g.root, cid)
-        statuscheck.check(cid, st.status, "pause")
-        _manager(st).freeze()
-    return 0
+    return _freezer(g, argv, "pause", freeze=True)
 
 
 def resume(g, argv: list[str]) -> int:
+    return _freezer(g, argv, "resume", freeze=False)
+
+
+def _freezer(g, argv: list[str], op: str, freeze: bool) -> int:
     _, pos = parse(argv, {})
-    cid = need_id(pos, "resume")
+    cid = need_id(pos, op)
     with state_mod.lock(g.root, cid):
         st = state_mod.load(g.root, cid)
-        statuscheck.check(cid, st.status, "resume")
-        _manager(st).thaw()
+        statuscheck.check(cid, st.status, op)
+        manager = _manager(st)
+        manager.freeze() if freeze else manager.thaw()
     return 0
 
 
