@@ -5,6 +5,7 @@ Stage 1 (P1, in the runtime's namespaces, already placed in the container's cgro
 join namespaces given by path, make a new user namespace (the parent writes its maps), unshare the
 other new namespaces, write time offsets, fork P2 (pid 1 of a new pid namespace), report its pid,
 exit. Stage 2 (P2) prepares the container and waits on exec.fifo for `start`, then execs.
+Both stages are data: STAGE1_STEPS and STAGE2_STEPS (at the end) list the named steps in order.
 
 Everything init needs is imported before the rootfs is touched, and the import system is shut off
 before pivot_root, so nothing is ever loaded from the container's filesystem (hardening D-11).
@@ -46,17 +47,45 @@ class Init:
             raise OciError(reply.get("msg", "parent failed"))
         return reply
 
+    # --- the steps -----------------------------------------------------------------------------
+    # Each step is a method; STAGE1_STEPS and STAGE2_STEPS (after the class) give their order and
+    # names. run_steps records the running step (named in the error sent to the parent) and, with
+    # --debug, times each one. The order is the security order: do not reorder without a reason.
+    step = ""
+
+    def run_steps(self, steps) -> None:
+        for name, step in steps:
+            self.step = name
+            try:
+                step(self)
+            except BaseException as exc:
+                if self.fifo is None:
+                    raise
+                self.tell_start(exc)
+            log.timing("init: " + name)
+
+    fifo = None     # exec.fifo, open for writing once `start` came: errors go there, not to the parent
+
+    def tell_start(self, exc: BaseException) -> None:
+        """After `ready`, the parent is gone: tell `start`, which is reading the fifo, why nothing started."""
+        text = describe(exc)
+        try:
+            os.write(self.fifo, text.encode())
+        finally:
+            os._exit(127)
+
     # --- stage 1 -------------------------------------------------------------------------------
-    def stage1(self) -> None:
+    def join_namespaces(self) -> None:
         # a runtime run by host root can open, for a user-namespace container, what only host root may
         self.runtime_is_root = os.geteuid() == 0
-        joins, new_user, flags = ns.plan(self.linux.get("namespaces") or [])
-        offsets_fd = None
+        joins, self.new_userns_wanted, flags = ns.plan(self.linux.get("namespaces") or [])
+        self.joins, self.flags = joins, flags
+        self.offsets_fd = None
         if flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets") and os.geteuid() == 0:
             # opened now, with the runtime's credentials (file_ns_capable checks the opener's): once
             # in a user namespace, this non-dumpable process's /proc/self files belong to host root,
             # whom the container's root may not be
-            offsets_fd = ns.open_time_offsets()
+            self.offsets_fd = ns.open_time_offsets()
         ns.join(ns.open_joins(joins))
         if any(j[0] == "user" for j in joins):
             # as after a new one: become the namespace's root, else our host ids are unmapped there
@@ -67,36 +96,45 @@ class Init:
             except OSError as exc:
                 raise OciError(f"linux.namespaces (user): setresuid to 0 in the joined user namespace: "
                                f"{exc.strerror} (is container root mapped there?)") from None
-        if new_user:
-            rootless = os.geteuid() != 0
-            sc.unshare(sc.CLONE_NEWUSER)
-            if rootless:    # an unprivileged parent can only open our /proc files while we are dumpable
-                sc.prctl(sc.PR_SET_DUMPABLE, 1)
-            self.request({"type": "userns_map"})
-            if rootless and flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
-                offsets_fd = ns.open_time_offsets()     # while dumpable: our /proc files are ours
-            if rootless:
-                sc.prctl(sc.PR_SET_DUMPABLE, 0)
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+
+    def user_namespace(self) -> None:
+        if not self.new_userns_wanted:
+            return
+        flags = self.flags
+        rootless = os.geteuid() != 0
+        sc.unshare(sc.CLONE_NEWUSER)
+        if rootless:    # an unprivileged parent can only open our /proc files while we are dumpable
+            sc.prctl(sc.PR_SET_DUMPABLE, 1)
+        self.request({"type": "userns_map"})
+        if rootless and flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
+            self.offsets_fd = ns.open_time_offsets()     # while dumpable: our /proc files are ours
+        if rootless:
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+
+    def unshare(self) -> None:
+        flags, joins = self.flags, self.joins
         # A bind asking to be shared is cloned in the runtime's mount namespace at its turn
         # (mountsources.clone_in_runtime_ns): its handle, taken while we are still in it
         self.runtime_mntns = None
-        if (flags & sc.CLONE_NEWNS and not new_user and not any(j[0] == "user" for j in joins)
+        if (flags & sc.CLONE_NEWNS and not self.new_userns_wanted and not any(j[0] == "user" for j in joins)
                 and mountsources.host_peers_wanted(self.config)):
             self.runtime_mntns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         if flags:
             sc.unshare(flags)
-        if flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
-            ns.write_time_offsets(self.linux["timeOffsets"],
-                                  offsets_fd if offsets_fd is not None else ns.open_time_offsets())
-        self.flags = flags
         self.uts = bool(flags & sc.CLONE_NEWUTS) or any(j[0] == "uts" for j in joins)
-        self.new_user = new_user or any(j[0] == "user" for j in joins)
+        self.new_user = self.new_userns_wanted or any(j[0] == "user" for j in joins)
+
+    def time_offsets(self) -> None:
+        if self.flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
+            ns.write_time_offsets(self.linux["timeOffsets"],
+                                  self.offsets_fd if self.offsets_fd is not None else ns.open_time_offsets())
+
+    def fork(self) -> None:
         # The parent must know the container's pid before the container says anything: stage 2
         # waits until this process has reported it and exited (EOF on `reported`).
         waiting, reported = os.pipe()
-        log.timing("init: namespaces (stage 1)")
         pid = os.fork()
         if pid:
             self.send({"type": "child_pid", "pid": pid})
@@ -105,92 +143,114 @@ class Init:
         os.close(reported)
         os.read(waiting, 1)
         os.close(waiting)
-        log.timing("init: forked pid 1, waited for the parent to know it")
-        self.stage2()
 
     # --- stage 2 -------------------------------------------------------------------------------
-    def stage2(self) -> None:
+    def session(self) -> None:
         self.setup_created_signals()
         os.setsid()
-        if self.boot.get("new_keyring", True):
-            self.join_session_keyring()
-        config, linux, process = self.config, self.linux, self.process
-        ctx = InitContext(config=config, bundle=self.boot["bundle"], rootfs=self.boot["rootfs"],
-                          no_pivot=self.boot.get("no_pivot", False), new_userns=self.new_user,
-                          new_mntns=bool(self.flags & sc.CLONE_NEWNS),
-                          new_netns=bool(self.flags & sc.CLONE_NEWNET),
-                          new_cgroupns=bool(self.flags & sc.CLONE_NEWCGROUP))
+        self.ctx = ctx = InitContext(config=self.config, bundle=self.boot["bundle"], rootfs=self.boot["rootfs"],
+                                     no_pivot=self.boot.get("no_pivot", False), new_userns=self.new_user,
+                                     new_mntns=bool(self.flags & sc.CLONE_NEWNS),
+                                     new_netns=bool(self.flags & sc.CLONE_NEWNET),
+                                     new_cgroupns=bool(self.flags & sc.CLONE_NEWCGROUP))
         if self.runtime_mntns is not None:
             ctx.extra["runtime_mntns"] = self.runtime_mntns     # prepare_rootfs closes it
-        log.timing("init: setsid, session keyring")
-        seccomp_filter = security.prepare_process_settings(config, self.boot.get("seccomp"))
-        log.timing("init: process settings checked, seccomp program received")
-        if ctx.new_netns:
+
+    def keyring(self) -> None:
+        if self.boot.get("new_keyring", True):
+            self.join_session_keyring()
+
+    def check_process(self) -> None:
+        self.seccomp_filter = security.prepare_process_settings(self.config, self.boot.get("seccomp"))
+
+    def loopback(self) -> None:
+        if self.ctx.new_netns:
             loopback.loopback_up()
+
+    def hostname(self) -> None:
+        config = self.config
         if self.uts:    # new or joined by path: set there, as runc does (validate refuses the host's)
             if config.get("hostname"):
                 sc.sethostname(config["hostname"])
             if config.get("domainname"):
                 sc.setdomainname(config["domainname"])
-        if ctx.new_userns and self.runtime_is_root and mountsources.wanted(config):
+
+    def mount_sources(self) -> None:
+        if self.ctx.new_userns and self.runtime_is_root and mountsources.wanted(self.config):
             self.send({"type": "mount_sources"})
-            ctx.extra["source_trees"] = mountsources.receive_trees(self.sync)
-        log.timing("init: loopback, hostname")
-        rootfs.prepare_rootfs(ctx)
-        log.timing("init: mounts, devices (prepare_rootfs)")
+            self.ctx.extra["source_trees"] = mountsources.receive_trees(self.sync)
+
+    def rootfs(self) -> None:
+        rootfs.prepare_rootfs(self.ctx)
+
+    def runtime_hooks(self) -> None:
         # prestart + createRuntime run in the parent; its answer gives our pid as the host sees it
         # (the state's pid is always the runtime's view, not 1)
         host_pid = self.request({"type": "hooks"})["pid"]
-        state = dict(self.boot["state"], pid=host_pid)
-        all_hooks = config.get("hooks") or {}
+        self.state = dict(self.boot["state"], pid=host_pid)
+        self.hooks = self.config.get("hooks") or {}
+
+    def create_container_hooks(self) -> None:
         # as runc: createContainer hooks start in the container's rootfs (before pivot_root)
-        log.timing("init: waited for the runtime hooks")
-        hooks.run_hooks("createContainer", all_hooks.get("createContainer"), state, cwd=ctx.rootfs)
-        log.timing("init: createContainer hooks")
+        hooks.run_hooks("createContainer", self.hooks.get("createContainer"), self.state, cwd=self.ctx.rootfs)
+
+    def seal_imports(self) -> None:
         seal_imports()
+
+    def pivot(self) -> None:
         # the host's /proc, proven procfs, for sysctl, oom_score_adj and the exec fifo: the
         # container's /proc may be missing or fake (ordinary files in the rootfs)
         procfs.take_handle()
-        rootfs.enter_rootfs(ctx)
-        log.timing("init: pivot_root (enter_rootfs)")
+        rootfs.enter_rootfs(self.ctx)
+
+    def console(self) -> None:
+        process = self.process
         if process.get("terminal"):
             console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"),
                                   uid=(process.get("user") or {}).get("uid", 0))
-        self.write_sysctl(linux.get("sysctl") or {})
+
+    def sysctl(self) -> None:
+        self.write_sysctl(self.linux.get("sysctl") or {})
         # the host's /proc handle stays only when the container has no procfs of its own: the
         # created init then holds nothing but stdio and the fifo (oom_score_adj and the fifo go
         # through the container's /proc, checked to be procfs)
         procfs.release_handle_if_proc_mounted()
-        make_cwd(process.get("cwd"))    # as runc: inside the new root, before root.readonly
-        rootfs.finalize_rootfs(ctx)
-        log.timing("init: console, sysctl, cwd, masked and readonly paths")
+
+    def cwd(self) -> None:
+        make_cwd(self.process.get("cwd"))    # as runc: inside the new root, before root.readonly
+
+    def finalize(self) -> None:
+        rootfs.finalize_rootfs(self.ctx)
+
+    def process_settings(self) -> None:
+        process = self.process
         # every fd past stdio and the preserved ones closes at execve (the fifo's too, opened
         # O_CLOEXEC later, which is what tells `start` the program runs); marked now, before the
         # seccomp filter, which may deny close_range
         close_fds_at_exec(3 + int(self.boot.get("preserve_fds", 0)))
         # HOME from the container's /etc/passwd: read as root, before the filter (which may deny open)
-        env = with_home(process.get("env") or [], (process.get("user") or {}).get("uid", 0))
-        outcome = security.apply_process_settings(config, seccomp_filter=seccomp_filter,
-                                                  hand_over_notify_fd=self.hand_over_notify_fd)
-        path = resolve_executable(process)
-        log.timing("init: process settings (rlimits, capabilities, user, seccomp)")
+        self.env = with_home(process.get("env") or [], (process.get("user") or {}).get("uid", 0))
+        self.outcome = security.apply_process_settings(self.config, seccomp_filter=self.seccomp_filter,
+                                                       hand_over_notify_fd=self.hand_over_notify_fd)
+        self.path = resolve_executable(process)
+
+    def ready(self) -> None:
         log.set_sink(None)  # from here on nothing may be sent but the ready message (seccomp)
         os.write(self.sync.fileno(), protocol.encode({"type": "ready"}))
         self.sync.close()
-        fifo = self.wait_for_start()
-        try:
-            hooks.run_hooks("startContainer", all_hooks.get("startContainer"), dict(state, status="running"))
-            security.reset_signals()
-            # process.execCPUAffinity: "not applicable to the container's init process" (config.md)
-            if outcome.seccomp_pending:
-                security.load_seccomp_late(seccomp_filter)
-            os.execve(path, process["args"], env_dict(env))
-        except BaseException as exc:  # tell `start`, which is reading the fifo, why nothing started
-            text = describe(exc)
-            try:
-                os.write(fifo, text.encode())
-            finally:
-                os._exit(127)
+
+    def wait(self) -> None:
+        self.fifo = self.wait_for_start()
+
+    def start_container_hooks(self) -> None:
+        hooks.run_hooks("startContainer", self.hooks.get("startContainer"), dict(self.state, status="running"))
+
+    def exec(self) -> None:
+        security.reset_signals()
+        # process.execCPUAffinity: "not applicable to the container's init process" (config.md)
+        if self.outcome.seccomp_pending:
+            security.load_seccomp_late(self.seccomp_filter)
+        os.execve(self.path, self.process["args"], env_dict(self.env))
 
     def hand_over_notify_fd(self, notify_fd: int) -> None:
         """Right after a SCMP_ACT_NOTIFY filter is loaded, before any syscall it may notify: the
@@ -256,6 +316,39 @@ def make_cwd(cwd: str | None) -> None:
         os.umask(old)
 
 
+# The init, in order: (name, step). Names are what --debug timing lines and failures report
+# ("init: <name>"); tests read the order from here (tests/unit/test_init_steps.py).
+STAGE1_STEPS = (
+    ("join namespaces", Init.join_namespaces),     # setns() into those given by path
+    ("user namespace", Init.user_namespace),       # a new one; the parent writes its id maps
+    ("unshare", Init.unshare),                     # the other new namespaces
+    ("time offsets", Init.time_offsets),
+    ("fork", Init.fork),                           # P2, pid 1; P1 reports its pid and exits
+)
+STAGE2_STEPS = (
+    ("session", Init.session),                     # created-state signals, setsid
+    ("keyring", Init.keyring),
+    ("check process", Init.check_process),         # process settings parsed, seccomp program taken
+    ("loopback", Init.loopback),
+    ("hostname", Init.hostname),
+    ("mount sources", Init.mount_sources),         # user namespace: bind sources cloned by the parent
+    ("rootfs", Init.rootfs),                       # rootfs.prepare_rootfs: mounts, devices, /dev links
+    ("runtime hooks", Init.runtime_hooks),         # prestart, createRuntime (in the parent)
+    ("createContainer hooks", Init.create_container_hooks),
+    ("seal imports", Init.seal_imports),           # nothing is imported from the container's files
+    ("pivot", Init.pivot),                         # host /proc handle, rootfs.enter_rootfs
+    ("console", Init.console),
+    ("sysctl", Init.sysctl),
+    ("cwd", Init.cwd),
+    ("finalize", Init.finalize),                   # rootfs.finalize_rootfs: ro, masked, readonly paths
+    ("process settings", Init.process_settings),   # rlimits, NNP, seccomp, capabilities, user
+    ("ready", Init.ready),
+    ("wait", Init.wait),                           # exec.fifo: until `start`
+    ("startContainer hooks", Init.start_container_hooks),
+    ("exec", Init.exec),
+)
+
+
 def init_cmd(g, argv: list[str]) -> int:
     if "_OCIRUN_SYNC" not in os.environ:
         raise OciError("init: the container's init is started by create, not by hand")
@@ -277,10 +370,12 @@ def init_cmd(g, argv: list[str]) -> int:
     log.set_sink(lambda level, msg: protocol.send(sync, {"type": "log", "level": level, "msg": msg}),
                  debug=boot.get("debug", False))
     try:
-        init.stage1()
+        init.run_steps(STAGE1_STEPS)
+        init.run_steps(STAGE2_STEPS)
     except BaseException as exc:
         try:
-            protocol.send(sync, {"type": "error", "msg": describe(exc)})
+            # the message users see is describe(exc); the step is for the parent's --debug log
+            protocol.send(sync, {"type": "error", "msg": describe(exc), "step": init.step})
         finally:
             os._exit(1)
     return 0

@@ -221,6 +221,8 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             raise InitError("container init exited before it was ready")
         kind = msg.get("type")
         if kind == "error":
+            if msg.get("step"):     # the init's step that failed (init.STAGE2_STEPS): for --debug only
+                log.debug(f"container init failed in its step {msg['step']!r}")
             raise InitError(msg.get("msg", "container init failed"))
         if kind == "log":
             log.log(msg.get("level", "info"), msg.get("msg", ""))

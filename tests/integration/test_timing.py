@@ -23,9 +23,8 @@ def test_debug_timing_lines_for_create_start_exec(ocirun):
     seen = phases(create.stderr)
     for expected in ("interpreter start", "create: imports", "create: spawn init", "create: validation (schema)",
                      "create: state (directory, state.json, cleanup record, fifo)", "create: cgroup made",
-                     "init: imports", "init: namespaces (stage 1)", "init: mounts, devices (prepare_rootfs)",
-                     "init: pivot_root (enter_rootfs)",
-                     "init: process settings (rlimits, capabilities, user, seccomp)",
+                     "init: imports", "init: join namespaces", "init: unshare", "init: fork", "init: rootfs",
+                     "init: pivot", "init: finalize", "init: process settings",
                      "create: runtime hooks (prestart, createRuntime), netDevices",
                      "create: state saved (created)"):
         assert expected in seen, (expected, seen)
@@ -49,3 +48,14 @@ def test_no_timing_lines_without_debug(ocirun):
         proc = ocirun(*args, check=True)
         assert "timing" not in proc.stderr, args
     ocirun("kill", "c1", "KILL", check=True)
+
+
+def test_a_failing_init_step_is_named_with_debug(ocirun):
+    config = base_config(["true"])
+    config["mounts"] = list(config.get("mounts") or []) + [{"destination": "/x", "type": "nosuchfs", "source": "s"}]
+    proc = ocirun("create", "-b", ocirun.bundle(config), "c2", extra_global=("--debug",))
+    assert proc.returncode != 0
+    assert "container init failed in its step 'rootfs'" in proc.stderr, proc.stderr
+    assert "type=nosuchfs" in proc.stderr
+    quiet = ocirun("create", "-b", ocirun.bundle(config), "c3")
+    assert quiet.returncode != 0 and "in its step" not in quiet.stderr
