@@ -52,7 +52,8 @@ def test_no_timing_lines_without_debug(ocirun):
 
 def test_a_failing_init_step_is_named_with_debug(ocirun):
     config = base_config(["true"])
-    config["mounts"] = list(config.get("mounts") or []) + [{"destination": "/x", "type": "nosuchfs", "source": "s"}]
+    # onto a directory the rootfs has: a new one would be made in the rootfs all tests share
+    config["mounts"] = list(config.get("mounts") or []) + [{"destination": "/tmp", "type": "nosuchfs", "source": "s"}]
     proc = ocirun("create", "-b", ocirun.bundle(config), "c2", extra_global=("--debug",))
     assert proc.returncode != 0
     assert "container init failed in its step 'rootfs'" in proc.stderr, proc.stderr
