@@ -62,7 +62,6 @@ def clone_in_runtime_ns(req, runtime_mntns: int) -> int:
     would get its mount id too early (mountinfo would list it before the mounts preceding it). The
     init itself never leaves the container's namespace."""
     from ocirun.errors import OciError
-    from ocirun.procexec import describe
     mine, childs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
         try:
@@ -71,21 +70,11 @@ def clone_in_runtime_ns(req, runtime_mntns: int) -> int:
             raise SyscallError(e.errno, f"{req.where}: fork", "(to clone the source in the runtime's "
                                "mount namespace)") from None
         if child == 0:
-            code = 1
-            try:
+            def clone() -> None:
                 mine.close()
                 sc.setns(runtime_mntns, sc.CLONE_NEWNS, label="the runtime's mount namespace")
-                tree = mounts.clone_source(req, None)
-                protocol.send(childs, {"type": "tree"}, [tree])
-                code = 0
-            except BaseException as exc:
-                try:
-                    protocol.send(childs, {"type": "error", "msg": describe(exc)})
-                    code = 0
-                except BaseException:
-                    pass
-            finally:
-                os._exit(code)
+                protocol.send(childs, {"type": "tree"}, [mounts.clone_source(req, None)])
+            _run_forked_child(childs, clone)
         childs.close()
         try:
             msg, fds = protocol.recv(mine)
@@ -122,29 +111,37 @@ def clone_in_container(pid: int, config: dict, bundle: str) -> list[tuple[int, i
 def send_trees(sock, pid: int, config: dict, bundle: str) -> None:
     """In `create`, asked by the init: a forked helper clones the sources and sends them to the init
     on `sock` (or an error message); the helper's own failure to say anything becomes an error."""
-    from ocirun.procexec import describe
     helper = os.fork()
     if helper == 0:
-        code = 1
-        try:
+        def clone_and_send() -> None:
             trees = clone_in_container(pid, config, bundle)
             step = protocol.MAX_FDS
             for i in range(0, max(len(trees), 1), step):
                 batch = trees[i:i + step]
                 protocol.send(sock, {"type": "mount_sources", "indexes": [t[0] for t in batch],
                                      "done": i + step >= len(trees)}, [t[1] for t in batch])
-            code = 0
-        except BaseException as exc:
-            try:
-                protocol.send(sock, {"type": "error", "msg": describe(exc)})
-                code = 0
-            except BaseException:
-                pass
-        finally:
-            os._exit(code)
+        _run_forked_child(sock, clone_and_send)
     _, status = os.waitpid(helper, 0)
     if status != 0:
         protocol.send(sock, {"type": "error", "msg": "mounts: the helper that opens bind sources failed"})
+
+
+def _run_forked_child(sock, work) -> None:
+    """The body of a forked helper: work() sends its answer on sock; a failure is sent as an error
+    message instead. Exits 0 once something was said, 1 when not even the error could be sent."""
+    from ocirun.procexec import describe
+    code = 1
+    try:
+        work()
+        code = 0
+    except BaseException as exc:
+        try:
+            protocol.send(sock, {"type": "error", "msg": describe(exc)})
+            code = 0
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
 
 
 def receive_trees(sock) -> dict[int, int]:
