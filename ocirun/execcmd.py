@@ -24,12 +24,9 @@ exec itself fails (runc's code; podman and docker read "no such file or director
 "permission denied" in the message).
 """
 import _socket  # not socket (selectors, enum) nor json (re, enum): ~8 ms of each exec
-import marshal
 import os
-import struct
-import sys
 
-from ocirun import fastjson, log
+from ocirun import fastjson, log, protocol
 from ocirun import state as st
 from ocirun.cliparse import UsageError, parse
 from ocirun.errors import OciError
@@ -72,7 +69,7 @@ def _exec(g, argv: list[str]) -> int:
     if preserve < 0:
         raise UsageError("--preserve-fds: must not be negative")
     # only what the caller really gave us crosses: our own fds may later take free numbers there
-    passed = [fd for fd in range(3, 3 + preserve) if _is_open(fd)]
+    passed = protocol.open_fds(3, 3 + preserve)
     detach = opts["detach"]
     from ocirun.linux import syscalls as sc
     if not detach:
@@ -80,7 +77,7 @@ def _exec(g, argv: list[str]) -> int:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     # The helper's interpreter starts first and boots while we load the state and build the plan;
     # on any error before the plan is sent, closing the socket makes it exit.
-    sync, helper = spawn_helper(preserve, passed)
+    sync, logs, helper = protocol.spawn_child("ocirun.exec_init", "exec", preserve, passed)
     log.timing("exec: spawn helper")
     try:
         state, config, host_console, console_parent = _send_plan(g, opts, cid, args, preserve, sync)
@@ -94,8 +91,9 @@ def _exec(g, argv: list[str]) -> int:
     except BaseException:
         sync.close()
         _reap(helper)
+        logs.close()
         raise
-    pid = drive_helper(sync, helper, state, config)
+    pid = drive_helper(sync, logs, helper, state, config)
     log.timing("exec: process exec'd")
     tty = bool(config["process"].get("terminal"))
 
@@ -108,21 +106,20 @@ def _exec(g, argv: list[str]) -> int:
             raise ExecError(f"--pid-file {opts['pid-file']}: {exc.strerror or exc}") from None
     if detach:
         return 0
+    from ocirun import foreground
     pidfd = os.pidfd_open(pid)
-    restore = forward_signals(pidfd)
+    # not SIGWINCH, SIGPIPE nor the job control signals of our own terminal either
+    restore = foreground.forward_signals(pid, pidfd, skip=("SIGWINCH", "SIGURG", "SIGPIPE", "SIGTTIN", "SIGTTOU"))
     try:
         if tty:
             from ocirun import ttyproxy
             master = ttyproxy.recv_master(console_parent)
             console_parent.close()
             ttyproxy.proxy(master, pidfd, host_console)
-        return wait_for(pid)
+        return foreground.wait_for(pid, none_left=EXEC_FAILED)
     finally:
         restore()
         os.close(pidfd)
-
-
-INLINE_MAX = 1 << 17     # a larger exec plan travels in a memfd (as protocol.INLINE_MAX)
 
 
 def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _socket.socket):
@@ -163,20 +160,13 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
             else:
                 console_parent, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             send_fds.append(csock.detach())
-        plan = {"type": "exec", "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve,
+        plan = {"type": protocol.EXEC, "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve,
                 "debug": log.is_debug(), "seccomp": compile_seccomp(config)}
         if host_console is not None:
             # our own terminal: the pty is set up as ttyproxy.prepare() does, before the program runs
             plan["foreground_tty"] = {"size": ttyproxy.host_size(host_console)}
-        data = marshal.dumps(plan)
-        if len(data) > INLINE_MAX:
-            # a packet must fit the socket buffer (an env of a few hundred KB, which execve takes,
-            # was "message too long"): the plan goes in a memfd sent along, the last fd
-            from ocirun.protocol import _to_memfd
-            send_fds.append(_to_memfd(data))
-            data = marshal.dumps({"type": "large", "size": len(data)})
-        rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(send_fds)}i", *send_fds))] if send_fds else []
-        sync.sendmsg([data], rights)
+        # (an env of a few hundred KB, which execve takes, goes in a memfd: protocol.send)
+        protocol.send(sync, plan, send_fds)
     finally:
         for fd in send_fds:
             os.close(fd)
@@ -322,48 +312,6 @@ def open_namespaces(state: st.State) -> tuple[list[int], list[str]]:
 
 # --- the helper ------------------------------------------------------------------------------------
 
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-        return True
-    except OSError:
-        return False
-
-
-def spawn_helper(preserve_fds: int, passed: list[int]) -> tuple[_socket.socket, int]:
-    """fexecve a sealed interpreter running ocirun.exec_init; it gets stdio, the preserved fds
-    (`passed`: those of 3..3+N-1 the caller had open) and the sync socket (moved above them)."""
-    from ocirun.linux import syscalls as sc
-    from ocirun.linux.sealed import open_sealed_executable
-    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
-    import fcntl
-    sync_fd = fcntl.fcntl(child_sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
-    child_sock.close()
-    paths = [p for p in sys.path if p]
-    argv = [sys.executable, "-I", "-S", "-B", "-c",
-            f"import sys; sys.path[:0] = {paths!r}; from ocirun.exec_init import main; main()", "exec"]
-    env = {"_OCIRUN_SYNC": str(sync_fd)}
-    exe_fd, _ = open_sealed_executable(sys.executable)
-    try:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                sc.close_range(3 + preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
-                for fd in passed:
-                    try:
-                        os.set_inheritable(fd, True)
-                    except OSError:
-                        pass
-                os.set_inheritable(sync_fd, True)
-                os.execve(exe_fd, argv, env)
-            finally:
-                os._exit(127)
-    finally:
-        os.close(exe_fd)
-        os.close(sync_fd)
-    return parent_sock, pid
-
-
 def join_cgroup(state: st.State, helper: int) -> None:
     """The helper's pid into every cgroup.procs of the container (nothing without a cgroup)."""
     if state.cgroup:
@@ -371,76 +319,53 @@ def join_cgroup(state: st.State, helper: int) -> None:
         manager_from_dict(state.cgroup).add(helper)
 
 
-def drive_helper(sync: _socket.socket, helper: int, state: st.State, config: dict) -> int:
+def drive_helper(sync: _socket.socket, logs: protocol.LogReader, helper: int, state: st.State, config: dict) -> int:
     """Answer the helper until the process has exec'd (EOF with no error); returns its host pid."""
     pid = 0
-    error = None
+    failed = None
     early_notify_fd = None
+    expected = protocol.exec_sequence(config, ExecError)
     try:
         while True:
-            data = sync.recv(1 << 16)
-            if not data:
+            msg, _ = protocol.recv(sync)
+            logs.drain()
+            if msg is None and expected.done():
+                break       # the sync socket is close-on-exec: the process runs
+            try:
+                kind = expected.take(msg)   # EOF before the pid, an error, a message out of order
+            except ExecError as exc:
+                failed = exc
                 break
-            msg = marshal.loads(data)
-            kind = msg.get("type")
-            if kind == "cgroup":        # placed already (join_cgroup), before it asked
-                sync.send(marshal.dumps({"type": "ack"}))
-            elif kind == "pid":
+            if kind == protocol.CGROUP:        # placed already (join_cgroup), before it asked
+                protocol.send(sync, {"type": protocol.ACK})
+            elif kind == protocol.CHILD_PID:
                 pid = msg["pid"]
-                for line in msg.get("timing") or ():
-                    log.debug(line)
                 log.timing("exec: waited for the helper (until the process was forked)")
                 _reap(helper)
                 helper = 0
                 if early_notify_fd is not None:
-                    sync.send(marshal.dumps(pass_seccomp_fd(state, config, pid, early_notify_fd)))
+                    _pass_notify_fd(sync, state, config, pid, early_notify_fd)
                     early_notify_fd = None
-            elif kind == "seccomp_fd":
-                if pid:
-                    sync.send(marshal.dumps(pass_seccomp_fd(state, config, pid, msg["fd"])))
-                else:       # the process may write before the helper reported its pid
-                    early_notify_fd = msg["fd"]
-            elif kind == "error":
-                error = msg.get("msg") or "exec failed"
-                break
-            else:
-                error = f"unexpected message from the exec helper: {kind}"
-                break
+            elif pid:   # SECCOMP_FD
+                _pass_notify_fd(sync, state, config, pid, msg["fd"])
+            else:       # the process may load its filter before the helper reported its pid
+                early_notify_fd = msg["fd"]
     finally:
         sync.close()
         if helper:
             _reap(helper)
-    if error:
+        logs.close()
+    if failed is not None:
         if pid:
             _reap(pid, block=False)
-        raise ExecError(error)
-    if not pid:
-        raise ExecError("the exec helper exited before the process started")
+        raise failed
     return pid
 
 
-def pass_seccomp_fd(state: st.State, config: dict, pid: int, target_fd: int) -> dict:
-    """linux.seccomp.listenerPath: take the exec process's notify fd (pidfd_getfd) and send it to
-    the agent with the container process state, from here where no filter applies (D-19)."""
-    from ocirun.linux import syscalls as sc
-    from ocirun.linux.seccomp import send_notify_fd
-    seccomp = config["linux"].get("seccomp") or {}
-    try:
-        pidfd = os.pidfd_open(pid)
-        try:
-            fd = sc.pidfd_getfd(pidfd, target_fd)
-        finally:
-            os.close(pidfd)
-        try:
-            send_notify_fd(seccomp["listenerPath"], fd, dict(state.oci_state(), pid=state.pid),
-                           seccomp.get("listenerMetadata"))
-        finally:
-            os.close(fd)
-    except OciError as exc:
-        return {"type": "error", "msg": str(exc)}
-    except OSError as exc:
-        return {"type": "error", "msg": f"linux.seccomp.listenerPath: {exc.strerror or exc}"}
-    return {"type": "ack"}
+def _pass_notify_fd(sync, state: st.State, config: dict, pid: int, target_fd: int) -> None:
+    """linux.seccomp.listenerPath (D-19): a failure is answered to the process, which reports it back."""
+    protocol.pass_notify_fd(sync, config["linux"].get("seccomp") or {}, pid, target_fd,
+                            dict(state.oci_state(), pid=state.pid))
 
 
 def _kill_started(pid: int) -> None:
@@ -457,46 +382,3 @@ def _reap(pid: int, block: bool = True) -> None:
         os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
         pass
-
-
-# --- foreground ------------------------------------------------------------------------------------
-
-def forward_signals(pidfd: int):
-    """Signals go to the process, as runc does (not SIGCHLD, SIGWINCH, SIGPIPE nor the job control
-    signals of our own terminal)."""
-    import signal
-    skip = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG, signal.SIGPIPE,
-            signal.SIGTTIN, signal.SIGTTOU}
-    old = {}
-
-    def forward(signum, _frame):
-        try:
-            signal.pidfd_send_signal(pidfd, signum)
-        except OSError:
-            pass
-    for sig in signal.Signals:
-        if sig in skip:
-            continue
-        try:
-            old[sig] = signal.signal(sig, forward)
-        except (OSError, ValueError):
-            pass
-
-    def restore():
-        for sig, handler in old.items():
-            try:
-                signal.signal(sig, handler)
-            except (OSError, ValueError, TypeError):
-                pass
-    return restore
-
-
-def wait_for(pid: int) -> int:
-    """Reap our children (the process, and orphans re-parented to us) until the process has exited."""
-    while True:
-        try:
-            got, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return EXEC_FAILED
-        if got == pid:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

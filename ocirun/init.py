@@ -1,4 +1,4 @@
-"""The container's init: a fresh interpreter started by `create` (parent.spawn_init) from a sealed
+"""The container's init: a fresh interpreter started by `create` (protocol.spawn_child) from a sealed
 copy of the interpreter, as `python -I -S -B -c "...from ocirun.init import main; main()" init`.
 
 Stage 1 (P1, in the runtime's namespaces, already placed in the container's cgroup by the parent):
@@ -27,8 +27,9 @@ from ocirun.linux import syscalls as sc
 
 
 class Init:
-    def __init__(self, sync: _socket.socket, boot: dict):
+    def __init__(self, sync: _socket.socket, boot: dict, log_fd: int = -1):
         self.sync = sync
+        self.log_fd = log_fd
         self.boot = boot
         self.config: dict = boot["config"]
         self.linux: dict = self.config.get("linux") or {}
@@ -39,13 +40,19 @@ class Init:
         protocol.send(self.sync, msg)
 
     def request(self, msg: dict) -> dict:
-        self.send(msg)
-        reply, _ = protocol.recv(self.sync)
-        if reply is None:
-            raise OciError("parent went away")
-        if reply.get("type") == "error":
-            raise OciError(reply.get("msg", "parent failed"))
-        return reply
+        """Send msg; the parent's ACK (an error answer raises, with its step and errno)."""
+        return protocol.request(self.sync, msg)
+
+    def ready(self) -> None:
+        """The last message (write(2): a seccomp filter may be loaded); then the sync socket and the
+        log pipe close, so that the created init holds only stdio and the fifo, and nothing may be
+        logged any more (a line would go nowhere)."""
+        protocol.send(self.sync, {"type": protocol.READY})
+        self.sync.close()
+        if self.log_fd >= 0:
+            os.close(self.log_fd)
+            self.log_fd = -1
+        log.set_sink(None)
 
     # --- the steps -----------------------------------------------------------------------------
     # Each step is a method; STAGE1_STEPS and STAGE2_STEPS (after the class) give their order and
@@ -105,7 +112,7 @@ class Init:
         sc.unshare(sc.CLONE_NEWUSER)
         if rootless:    # an unprivileged parent can only open our /proc files while we are dumpable
             sc.prctl(sc.PR_SET_DUMPABLE, 1)
-        self.request({"type": "userns_map"})
+        self.request({"type": protocol.USERNS_MAP})
         if rootless and flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
             self.offsets_fd = ns.open_time_offsets()     # while dumpable: our /proc files are ours
         if rootless:
@@ -137,7 +144,7 @@ class Init:
         waiting, reported = os.pipe()
         pid = os.fork()
         if pid:
-            self.send({"type": "child_pid", "pid": pid})
+            self.send({"type": protocol.CHILD_PID, "pid": pid})
             os._exit(0)
         log.timing_forked()
         os.close(reported)
@@ -177,7 +184,7 @@ class Init:
 
     def mount_sources(self) -> None:
         if self.ctx.new_userns and self.runtime_is_root and mountsources.wanted(self.config):
-            self.send({"type": "mount_sources"})
+            self.send({"type": protocol.MOUNT_SOURCES})
             self.ctx.extra["source_trees"] = mountsources.receive_trees(self.sync)
 
     def rootfs(self) -> None:
@@ -186,7 +193,7 @@ class Init:
     def runtime_hooks(self) -> None:
         # prestart + createRuntime run in the parent; its answer gives our pid as the host sees it
         # (the state's pid is always the runtime's view, not 1)
-        host_pid = self.request({"type": "hooks"})["pid"]
+        host_pid = self.request({"type": protocol.HOOKS})["pid"]
         self.state = dict(self.boot["state"], pid=host_pid)
         self.hooks = self.config.get("hooks") or {}
 
@@ -234,11 +241,6 @@ class Init:
                                                        hand_over_notify_fd=self.hand_over_notify_fd)
         self.path = resolve_executable(process)
 
-    def ready(self) -> None:
-        log.set_sink(None)  # from here on nothing may be sent but the ready message (seccomp)
-        os.write(self.sync.fileno(), protocol.encode({"type": "ready"}))
-        self.sync.close()
-
     def wait(self) -> None:
         self.fifo = self.wait_for_start()
 
@@ -253,14 +255,7 @@ class Init:
         os.execve(self.path, self.process["args"], env_dict(self.env))
 
     def hand_over_notify_fd(self, notify_fd: int) -> None:
-        """Right after a SCMP_ACT_NOTIFY filter is loaded, before any syscall it may notify: the
-        parent takes the fd with pidfd_getfd and sends it to the agent, then acks. Only write(2)
-        and read(2) here (sendmsg and recvmsg may be notified; write never is, see seccomp.py)."""
-        os.write(self.sync.fileno(), protocol.encode({"type": "seccomp_fd", "fd": notify_fd}))
-        reply, _ = protocol.recv_with_read(self.sync)
-        if not reply or reply.get("type") != "ack":
-            raise OciError((reply or {}).get("msg", "parent failed to pass the seccomp notify fd"))
-        os.close(notify_fd)     # the agent has it now; keep no listener in the container
+        protocol.hand_over_notify_fd(self.sync, notify_fd)
 
     def join_session_keyring(self) -> None:
         """A session keyring of the container's own ("_ses.<id>"), not the caller's, as runc does
@@ -350,37 +345,41 @@ STAGE2_STEPS = (
 
 
 def init_cmd(g, argv: list[str]) -> int:
-    if "_OCIRUN_SYNC" not in os.environ:
+    if protocol.SYNC_ENV not in os.environ:
         raise OciError("init: the container's init is started by create, not by hand")
-    sync_fd = int(os.environ["_OCIRUN_SYNC"])
     # Nothing the caller of the runtime leaked may reach the container (CVE-2024-21626 class).
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    sync = _socket.socket(fileno=sync_fd)
-    os.set_inheritable(sync_fd, False)
+    sync, log_fd = protocol.child_channels()
     log.timing("init: imports")
     boot, fds = protocol.recv(sync)
     if boot is None:
+        return 1
+    try:
+        protocol.expect(boot, protocol.BOOTSTRAP)
+    except OciError as exc:
+        protocol.send_error(sync, exc)
         return 1
     if fds:
         boot["fifo_fd"] = fds[0]
         if len(fds) > 1:
             boot["console_socket_fd"] = fds[1]
-    init = Init(sync, boot)
+    init = Init(sync, boot, log_fd)
     log.timing("init: waited for the bootstrap")
-    log.set_sink(lambda level, msg: protocol.send(sync, {"type": "log", "level": level, "msg": msg}),
-                 debug=boot.get("debug", False))
+    if log_fd >= 0:
+        log.set_sink(protocol.log_sink(log_fd), debug=boot.get("debug", False))
     try:
         init.run_steps(STAGE1_STEPS)
         init.run_steps(STAGE2_STEPS)
     except BaseException as exc:
         try:
-            # the message users see is describe(exc); the step is for the parent's --debug log
-            protocol.send(sync, {"type": "error", "msg": describe(exc), "step": init.step})
+            # the message users see is describe(exc); step and errno are for the parent's --debug log
+            protocol.send(sync, protocol.error(describe(exc), init.step or protocol.failed_step(exc, ()),
+                                               protocol.errno_of(exc)))
         finally:
             os._exit(1)
     return 0
 
 
 def main() -> None:
-    """Entry point of the re-exec'd init (see parent.spawn_init)."""
+    """Entry point of the re-exec'd init (see protocol.spawn_child)."""
     sys.exit(init_cmd(None, []))

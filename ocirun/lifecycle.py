@@ -340,7 +340,6 @@ def run_cmd(g, argv: list[str]) -> int:
         create_container(g.root, cid, create_opts)
         start(g.root, cid)
         return 0
-    import signal as _signal
     console = None
     if not opts["console-socket"]:
         # process.terminal in the foreground: the pty master comes back over this socketpair and
@@ -354,10 +353,8 @@ def run_cmd(g, argv: list[str]) -> int:
             create_opts.console_sock.close()
     terminal = console is not None and bool((state.config.get("process") or {}).get("terminal"))
     pid = state.pid
-    forwarded = [s for s in _signal.Signals if s not in (_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD)]
-    for sig in forwarded:
-        with suppress(OSError, ValueError):
-            _signal.signal(sig, lambda signum, _f: _forward(pid, signum))
+    from ocirun import foreground
+    foreground.forward_signals(pid)
     try:
         if terminal:
             from ocirun import ttyproxy
@@ -367,7 +364,7 @@ def run_cmd(g, argv: list[str]) -> int:
         start(g.root, cid)
         if terminal:
             ttyproxy.attach(master, pid, host_console)
-        status = _wait_for(pid)
+        status = foreground.wait_for(pid, none_left=0)
     except BaseException:
         with suppress(OciError, OSError):
             delete(g.root, cid, force=True)
@@ -379,19 +376,3 @@ def run_cmd(g, argv: list[str]) -> int:
         with suppress(OciError):
             delete(g.root, cid, force=True)
     return status
-
-
-def _forward(pid: int, signum: int) -> None:
-    with suppress(OSError):
-        os.kill(pid, signum)
-
-
-def _wait_for(pid: int) -> int:
-    """Reap children (the container's pid 1 and orphans re-parented to us) until pid 1 exits."""
-    while True:
-        try:
-            got, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 0
-        if got == pid:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

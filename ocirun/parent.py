@@ -5,11 +5,10 @@ create leaves no process, cgroup, fifo or state directory behind.
 """
 import _socket  # not the socket module: it imports selectors and enum (~4 ms a create)
 import os
-import sys
 
 from ocirun import log, protocol
 from ocirun import state as st
-from ocirun.errors import ConfigError, ContainerExists, InitError, OciError, suppress
+from ocirun.errors import ConfigError, ContainerExists, OciError, suppress
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
 
@@ -87,7 +86,7 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         # The init's interpreter is started first: it boots (~25 ms of Python start-up and imports)
         # while this process validates and makes the cgroup. Until it gets the bootstrap it only
         # waits; it is placed in the cgroup before it sets anything up.
-        parent_sock, init_pid = start_init(opts.preserve_fds, undo)
+        parent_sock, logs, init_pid = start_init(opts.preserve_fds, undo)
         log.timing("create: spawn init")
         if not os.path.isdir(opts.bundle):
             raise OciError(f"bundle {opts.bundle}: no such file or directory")
@@ -109,10 +108,11 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
             raise ContainerExists(cid) from None
         undo.callback(_remove_dir, cdir)
         with st.lock(root, cid):
-            state = _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks,
-                                       seccomp_program)
+            state = _create_locked(root, cid, cdir, config, opts, undo, parent_sock, logs, init_pid, reached_hooks,
+                                   seccomp_program)
         undo.pop_all()
     parent_sock.close()
+    logs.close()
     return state
 
 
@@ -123,21 +123,16 @@ def _poststop_after_failure(reached_hooks: list) -> None:
     hooks.run_poststop(reached_hooks[0], warn=log.warning)
 
 
-def start_init(preserve_fds: int, undo: "Rollback") -> tuple[_socket.socket, int]:
-    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    for s in (parent_sock, child_sock):
-        try:
-            s.setsockopt(_socket.SOL_SOCKET, 32, 1 << 22)  # SO_SNDBUFFORCE: the bootstrap is one packet
-        except OSError:
-            pass
+def start_init(preserve_fds: int, undo: "Rollback") -> tuple[_socket.socket, protocol.LogReader, int]:
+    passed = protocol.open_fds(3, 3 + preserve_fds)
+    parent_sock, logs, init_pid = protocol.spawn_child("ocirun.init", "init", preserve_fds, passed)
     undo.callback(parent_sock.close)
-    init_pid = spawn_init(child_sock, preserve_fds)
-    child_sock.close()
+    undo.callback(logs.close)
     undo.callback(_kill_and_reap, init_pid)
-    return parent_sock, init_pid
+    return parent_sock, logs, init_pid
 
 
-def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, reached_hooks,
+def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, logs, init_pid, reached_hooks,
                    seccomp_program=None) -> st.State:
     # The bundle is the caller's (trusted); its rootfs path is resolved once, here, as runc does.
     rootfs = os.path.realpath(os.path.join(opts.bundle, config["root"]["path"]))
@@ -207,7 +202,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
         process = dict(config["process"], env=list(config["process"].get("env") or [])
                        + [f"LISTEN_FDS={opts.listen_fds}", "LISTEN_PID=1"])
         config = dict(config, process=process)   # for the init only: exec does not inherit them
-    boot = {"type": "bootstrap", "config": config, "bundle": opts.bundle, "rootfs": rootfs,
+    boot = {"type": protocol.BOOTSTRAP, "config": config, "bundle": opts.bundle, "rootfs": rootfs,
             "no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds, "debug": log.is_debug(),
             "new_keyring": opts.new_keyring,
             "seccomp": seccomp_program.to_wire() if seccomp_program is not None else None,
@@ -215,21 +210,15 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
                       "bundle": opts.bundle, **({"annotations": config["annotations"]} if config.get("annotations") else {})}}
     protocol.send(parent_sock, boot, send_fds)
     log.timing("create: bootstrap sent")
+    expected = protocol.create_sequence(config)
     while True:
         msg, _ = protocol.recv(parent_sock)
-        if msg is None:
-            raise InitError("container init exited before it was ready")
-        kind = msg.get("type")
-        if kind == "error":
-            if msg.get("step"):     # the init's step that failed (init.STAGE2_STEPS): for --debug only
-                log.debug(f"container init failed in its step {msg['step']!r}")
-            raise InitError(msg.get("msg", "container init failed"))
-        if kind == "log":
-            log.log(msg.get("level", "info"), msg.get("msg", ""))
-        elif kind == "userns_map":
+        logs.drain()    # the init's log lines written so far come before what its message causes
+        kind = expected.take(msg)   # EOF, an error, or a message out of its order: InitError
+        if kind == protocol.USERNS_MAP:
             ns.write_id_maps(init_pid, linux.get("uidMappings") or [], linux.get("gidMappings") or [])
-            protocol.send(parent_sock, {"type": "ack"})
-        elif kind == "child_pid":
+            protocol.send(parent_sock, {"type": protocol.ACK})
+        elif kind == protocol.CHILD_PID:
             container_pid = msg["pid"]
             os.waitpid(init_pid, 0)
             state.data["pid"] = container_pid
@@ -237,12 +226,10 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             if state.cgroup is None:    # else the cgroup finds it (one file write less per create)
                 st.save_cleanup_record(cdir, state.data)
             log.timing("create: init stage 1 done (namespaces), container pid known")
-        elif not container_pid:
-            raise InitError(f"container init sent {kind!r} before its pid was known")
-        elif kind == "mount_sources":    # a user-namespace container's bind sources, cloned as host root
+        elif kind == protocol.MOUNT_SOURCES:    # a user-namespace container's bind sources, cloned as host root
             from ocirun.linux.mountsources import send_trees
             send_trees(parent_sock, container_pid, config, opts.bundle)
-        elif kind == "hooks":
+        elif kind == protocol.HOOKS:
             if state.data.get("host_mounts"):     # the init has bound the rootfs: which mount is ours
                 from ocirun.linux import hostmounts
                 state.data["host_mounts"] = hostmounts.found(state.data["host_mounts"])
@@ -251,13 +238,15 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, init_pid, r
             log.timing("create: waited for the init (until its mounts are done)")
             _run_runtime_hooks(config, state, container_pid, parent_sock)
             log.timing("create: runtime hooks (prestart, createRuntime), netDevices")
-        elif kind == "seccomp_fd":     # the init waits for the ack: the agent must have the fd first
-            _pass_seccomp_fd(config, state, container_pid, msg["fd"], parent_sock)
-        elif kind == "ready":
+        elif kind == protocol.SECCOMP_FD:     # the init waits for the answer: the agent must have the fd first
+            failed = protocol.pass_notify_fd(parent_sock, (config.get("linux") or {}).get("seccomp") or {},
+                                             container_pid, msg["fd"],
+                                             dict(state.oci_state(), status=st.CREATING, pid=container_pid))
+            if failed is not None:
+                raise failed
+        else:   # READY, the last
             log.timing("create: waited for the init (until ready)")
             break
-        else:
-            raise InitError(f"unexpected message from init: {kind}")
     state.data["status"] = st.CREATED
     state.save()
     if opts.pid_file:
@@ -324,73 +313,9 @@ def _run_runtime_hooks(config, state, pid, sock) -> None:
                 from ocirun import hooks
                 hooks.run_hooks(kind, all_hooks[kind], hook_state, cwd=state.bundle)
     except OciError as exc:
-        protocol.send(sock, {"type": "error", "msg": str(exc)})
+        protocol.send(sock, protocol.error(str(exc), protocol.HOOKS, protocol.errno_of(exc)))
         raise
-    protocol.send(sock, {"type": "ack", "pid": pid})
-
-
-def _pass_seccomp_fd(config, state, pid, target_fd, sock) -> None:
-    """linux.seccomp.listenerPath: take the notify fd out of the init and send it to the agent,
-    with the container process state (config-linux.md), from here where no filter applies."""
-    from ocirun.linux.seccomp import send_notify_fd
-    seccomp = (config.get("linux") or {}).get("seccomp") or {}
-    pidfd = os.pidfd_open(pid)
-    try:
-        fd = sc.pidfd_getfd(pidfd, target_fd)
-        try:
-            send_notify_fd(seccomp["listenerPath"], fd, dict(state.oci_state(), status=st.CREATING, pid=pid),
-                           seccomp.get("listenerMetadata"))
-        finally:
-            os.close(fd)
-    except OciError as exc:
-        protocol.send(sock, {"type": "error", "msg": str(exc)})
-        raise
-    except OSError as exc:
-        msg = f"linux.seccomp.listenerPath: {exc.strerror or exc}"
-        protocol.send(sock, {"type": "error", "msg": msg})
-        raise OciError(msg) from None
-    protocol.send(sock, {"type": "ack"})
-
-
-def spawn_init(child_sock: _socket.socket, preserve_fds: int) -> int:
-    """fork + exec a fresh interpreter running the init; only stdio, the preserved fds and the
-    sync socket cross the exec (fds leaked to us by our caller are marked close-on-exec)."""
-    sync_fd = child_sock.fileno()
-    # -S skips site (and the .pth files of site-packages): the init gets our already computed
-    # sys.path instead, which saves several ms on every create. -I: no PYTHON* env, no cwd in path.
-    # The directory holding the ocirun package goes first: an editable install may find it through
-    # an import hook rather than a sys.path entry, and -S drops such hooks.
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    # The caller's cwd (which `python -m` puts on sys.path) is never passed on: the caller may be
-    # sitting in an untrusted directory, such as the container's rootfs.
-    cwd = os.getcwd()
-    paths = [package_parent] + [p for p in sys.path if p and p not in (package_parent, cwd)]
-    argv = [sys.executable, "-I", "-S", "-B", "-c",
-            f"import sys; sys.path[:0] = {paths!r}; from ocirun.init import main; main()", "init"]
-    env = {"_OCIRUN_SYNC": str(sync_fd)}
-    # exec'd from a read-only (or sealed) handle of the interpreter: the container must never be
-    # able to write the host's python through /proc/<init>/exe (hardening D-9, CVE-2019-5736)
-    from ocirun.linux.sealed import open_sealed_executable
-    exe_fd, _ = open_sealed_executable(sys.executable)
-    try:
-        pid = os.fork()
-    except BaseException:
-        os.close(exe_fd)
-        raise
-    if pid == 0:
-        try:
-            sc.close_range(3 + preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
-            for fd in range(3, 3 + preserve_fds):
-                try:
-                    os.set_inheritable(fd, True)
-                except OSError:
-                    pass
-            os.set_inheritable(sync_fd, True)
-            os.execve(exe_fd, argv, env)      # fexecve: execveat(exe_fd, "", AT_EMPTY_PATH)
-        finally:
-            os._exit(127)
-    os.close(exe_fd)
-    return pid
+    protocol.send(sock, {"type": protocol.ACK, "pid": pid})
 
 
 def _kill_and_destroy_cgroup(cgroup) -> None:

@@ -9,9 +9,9 @@ clones each bind source there with open_tree(OPEN_TREE_CLONE), idmapped when ask
 (mounts.clone_source). The init attaches the trees with move_mount (mounts.bind_mount). A clone made
 in that namespace keeps the locks its copy got: a read-only or nosuid host mount stays so.
 
-Messages: the init sends {"type": "mount_sources"} (after child_pid); the helper answers on the same
-socket with {"type": "mount_sources", "indexes": [...], "done": bool} packets, at most
-protocol.MAX_FDS trees each, in the order of the indexes, or {"type": "error", "msg"}.
+Messages (ocirun/protocol.py): the init sends MOUNT_SOURCES (after child_pid); the helper answers on
+the same socket with {"type": "mount_sources", "indexes": [...], "done": bool} packets, at most
+protocol.MAX_FDS trees each, in the order of the indexes, or an error message.
 
 Without a user namespace the init clones its bind sources itself, at each mount's turn (so that
 mount ids, the order of /proc/self/mountinfo since Linux 6.8, follow the config's order), except a
@@ -118,28 +118,23 @@ def send_trees(sock, pid: int, config: dict, bundle: str) -> None:
             step = protocol.MAX_FDS
             for i in range(0, max(len(trees), 1), step):
                 batch = trees[i:i + step]
-                protocol.send(sock, {"type": "mount_sources", "indexes": [t[0] for t in batch],
+                protocol.send(sock, {"type": protocol.MOUNT_SOURCES, "indexes": [t[0] for t in batch],
                                      "done": i + step >= len(trees)}, [t[1] for t in batch])
         _run_forked_child(sock, clone_and_send)
     _, status = os.waitpid(helper, 0)
     if status != 0:
-        protocol.send(sock, {"type": "error", "msg": "mounts: the helper that opens bind sources failed"})
+        protocol.send(sock, protocol.error("mounts: the helper that opens bind sources failed", protocol.MOUNT_SOURCES))
 
 
 def _run_forked_child(sock, work) -> None:
     """The body of a forked helper: work() sends its answer on sock; a failure is sent as an error
     message instead. Exits 0 once something was said, 1 when not even the error could be sent."""
-    from ocirun.procexec import describe
     code = 1
     try:
         work()
         code = 0
     except BaseException as exc:
-        try:
-            protocol.send(sock, {"type": "error", "msg": describe(exc)})
-            code = 0
-        except BaseException:
-            pass
+        code = 0 if protocol.send_error(sock, exc) else 1
     finally:
         os._exit(code)
 
@@ -150,10 +145,12 @@ def receive_trees(sock) -> dict[int, int]:
     trees: dict[int, int] = {}
     while True:
         msg, fds = protocol.recv(sock)
-        if msg is None or msg.get("type") != "mount_sources":
+        try:
+            protocol.expect(msg, protocol.MOUNT_SOURCES, eof="parent went away while sending bind sources")
+        except OciError:
             for fd in fds + list(trees.values()):
                 os.close(fd)
-            raise OciError((msg or {}).get("msg", "parent went away while sending bind sources"))
+            raise
         trees.update(zip(msg["indexes"], fds))
         if msg.get("done"):
             return trees
