@@ -103,7 +103,7 @@ _SENDER_SYSCALLS = frozenset({"socket", "connect", "sendmsg", "sendto", "write",
 class SeccompProgram:
     """A compiled filter as data: the classic BPF program (struct sock_filter array) and the
     seccomp(2) flags to load it with. The runtime builds it (SeccompFilter.program()); it travels
-    to the init / exec helper with to_wire() (JSON- and marshal-safe) and is loaded there."""
+    to the init / exec helper with to_wire() (JSON-safe) and is loaded there."""
 
     __slots__ = ("bpf", "flags")
 
