@@ -14,7 +14,16 @@ class ConfigError(OciError):
     def __init__(self, path: str, msg: str):
         self.path = path
         self.msg = msg
-        super().__init__(f"{path}: {msg}" if path else msg)
+        super().__init__(one_line(f"{path}: {msg}" if path else msg))
+
+
+def one_line(text: str) -> str:
+    """Control characters as JSON escapes: a config key or value may hold a newline ("\\n" as a
+    capability set name), and the error naming it must still be one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else (
+        {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or f"\\u{ord(c):04x}") for c in text)
 
 
 class ContainerNotFound(OciError):

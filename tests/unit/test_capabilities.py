@@ -152,3 +152,11 @@ def test_apply_capabilities_in_a_child():
         finally:
             os._exit(code)
     assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_a_set_name_with_a_newline_is_refused_on_one_line():
+    # the fuzzer found it: a key "\n" used to make a two-line error
+    with pytest.raises(ConfigError) as exc:
+        caps.validate_capabilities({"\n": None, "bounding\r": []})
+    assert str(exc.value) == "process.capabilities.\\n: unknown capability set"
+    assert "\n" not in str(exc.value)
