@@ -110,18 +110,20 @@ class MountOptions:
         return ",".join(self.data) or None
 
 
+def _set_or_clear(wanted: int, cleared: int, bits: int, clear: bool) -> tuple[int, int]:
+    """One option's bits into a (set, cleared) pair: the later of two opposite options wins."""
+    if clear:
+        return wanted & ~bits, cleared | bits
+    return wanted | bits, cleared & ~bits
+
+
 def parse_options(options: list[str]) -> MountOptions:
     """Turn a mount's options into flags; a later option wins over an earlier opposite one."""
     o = MountOptions()
     for opt in options or []:
         if opt in FLAGS:
             clear, flag = FLAGS[opt]
-            if clear:
-                o.flags &= ~flag
-                o.cleared |= flag
-            else:
-                o.flags |= flag
-                o.cleared &= ~flag
+            o.flags, o.cleared = _set_or_clear(o.flags, o.cleared, flag, clear)
         elif opt in PROPAGATION:
             o.propagation.append(PROPAGATION[opt])
         elif opt in REC_ATTRS:
@@ -131,12 +133,8 @@ def parse_options(options: list[str]) -> MountOptions:
                 value = _ATIME_CLEARED[attr] if clear else attr
                 o.rec_set = (o.rec_set & ~sc.MOUNT_ATTR__ATIME) | value
                 o.rec_clr |= sc.MOUNT_ATTR__ATIME
-            elif clear:
-                o.rec_set &= ~attr
-                o.rec_clr |= attr
             else:
-                o.rec_set |= attr
-                o.rec_clr &= ~attr
+                o.rec_set, o.rec_clr = _set_or_clear(o.rec_set, o.rec_clr, attr, clear)
         elif opt in EXTENSIONS:
             setattr(o, opt, True)
         else:

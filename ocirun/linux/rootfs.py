@@ -226,29 +226,41 @@ def _open_existing(root_fd: int, path: str, where: str) -> int | None:
         raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
 
 
+def _each_existing(root_fd: int, paths: list[str], field: str, cover) -> None:
+    """cover(target_fd, path) for each of linux.<field> that exists in the root (absent ones are
+    skipped, as runc does); a failure names the element: `linux.maskedPaths[3] (/proc/kcore): ...`."""
+    for i, path in enumerate(paths):
+        where = f"linux.{field}[{i}] ({path})"
+        target = _open_existing(root_fd, path, where)
+        if target is None:
+            continue
+        try:
+            cover(target, path)
+        except SyscallError as e:
+            raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+        finally:
+            os.close(target)
+
+
 def mask_paths(root_fd: int, paths: list[str], mount_label: str | None = None) -> None:
+    """An empty read-only tmpfs over each directory, /dev/null over anything else."""
     devnull = -1
+
+    def mask(target: int, path: str) -> None:
+        nonlocal devnull
+        if stat.S_ISDIR(os.fstat(target).st_mode):
+            _mask_dir(target, path, mount_label)
+            return
+        if devnull < 0:
+            devnull = _open_dev_null(root_fd)
+        tree = sc.open_tree(devnull, "", sc.OPEN_TREE_CLONE | sc.AT_EMPTY_PATH, label="/dev/null")
+        try:
+            _move_onto(tree, target, f"masked path {path}")
+        finally:
+            os.close(tree)
+
     try:
-        for i, path in enumerate(paths):
-            where = f"linux.maskedPaths[{i}] ({path})"
-            target = _open_existing(root_fd, path, where)
-            if target is None:
-                continue  # nothing to hide
-            try:
-                if stat.S_ISDIR(os.fstat(target).st_mode):
-                    _mask_dir(target, path, mount_label)
-                else:
-                    if devnull < 0:
-                        devnull = _open_dev_null(root_fd)
-                    tree = sc.open_tree(devnull, "", sc.OPEN_TREE_CLONE | sc.AT_EMPTY_PATH, label="/dev/null")
-                    try:
-                        _move_onto(tree, target, f"masked path {path}")
-                    finally:
-                        os.close(tree)
-            except SyscallError as e:
-                raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
-            finally:
-                os.close(target)
+        _each_existing(root_fd, paths, "maskedPaths", mask)
     finally:
         if devnull >= 0:
             os.close(devnull)
@@ -257,22 +269,15 @@ def mask_paths(root_fd: int, paths: list[str], mount_label: str | None = None) -
 def readonly_paths(root_fd: int, paths: list[str]) -> None:
     """A read-only bind of each path over itself; nosuid/nodev/noexec are kept (mount_setattr only
     sets MOUNT_ATTR_RDONLY), and submounts become read-only too."""
-    for i, path in enumerate(paths):
-        where = f"linux.readonlyPaths[{i}] ({path})"
-        target = _open_existing(root_fd, path, where)
-        if target is None:
-            continue
+    def bind_readonly(target: int, path: str) -> None:
+        tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE | sc.AT_EMPTY_PATH, label=path)
         try:
-            tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE | sc.AT_EMPTY_PATH, label=path)
-            try:
-                sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_RDONLY, label=path)
-                _move_onto(tree, target, f"read-only path {path}")
-            finally:
-                os.close(tree)
-        except SyscallError as e:
-            raise SyscallError(e.errno, f"{where}: {e.op}", e.detail) from None
+            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_RDONLY, label=path)
+            _move_onto(tree, target, f"read-only path {path}")
         finally:
-            os.close(target)
+            os.close(tree)
+
+    _each_existing(root_fd, paths, "readonlyPaths", bind_readonly)
 
 
 def make_readonly_late(root_fd: int, destinations: list[str]) -> None:
