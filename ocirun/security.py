@@ -19,8 +19,10 @@ one line naming the field; it returns warnings (capabilities the kernel cannot g
 Each parse_* function validates one field and returns what the matching set_* step needs, so the
 checks done at create time and at apply time are the same code.
 """
+import errno
 import os
 import resource
+import stat
 import _signal as signal  # the C module: signal imports enum (~4 ms of the init's start)
 
 from ocirun.errors import ConfigError, SyscallError
@@ -358,8 +360,35 @@ def _setgroups_allowed() -> bool:
         return True
 
 
+def own_stdio(uid: int) -> None:
+    """Give the process's stdio to the user it is about to become, as runc's fixStdioPermissions:
+    the fds were opened outside the container (a pipe from conmon, a log file), and a user
+    process reopening them as /dev/stdout (/proc/self/fd/1, as nginx's images do) is refused
+    unless it owns them. Only the uid changes. Skipped: fds the user already owns and /dev/null
+    (runc compares with the container's /dev/null; the 1:3 device number is the same thing without
+    trusting the image's file). EINVAL (owner unmapped in a user namespace), EPERM and EROFS are
+    ignored, as runc does: nothing more can be done there (and a seccomp profile may deny fchown)."""
+    null = os.makedev(1, 3)
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            # closed stdio, or a seccomp profile (loaded before this with noNewPrivileges false)
+            # that denies fstat: nothing the runtime does after the load may depend on it
+            continue
+        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == null):
+            continue
+        try:
+            os.fchown(fd, uid, -1)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise SyscallError(exc.errno, "fchown", f"stdio fd {fd} to uid {uid}") from None
+
+
 def set_user(user: User | None) -> None:
-    """setgroups, setresgid, setresuid keeping the permitted capabilities (PR_SET_KEEPCAPS); umask."""
+    """setgroups, setresgid, setresuid keeping the permitted capabilities (PR_SET_KEEPCAPS); umask.
+    First the stdio is given to the user (own_stdio; runc does it for uid 0 too)."""
+    own_stdio(user.uid if user is not None else 0)
     if user is None:
         os.umask(0o022)     # runc's default: the caller's umask never reaches the container
         return

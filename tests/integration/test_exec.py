@@ -158,6 +158,16 @@ def test_user_and_additional_gids_flags(box):
     assert box.flags(["-u", "1234"], ["sh", "-c", "id -u; id -g"]).stdout.split() == ["1234", "0"]
 
 
+def test_exec_gives_its_stdio_to_the_user(box):
+    # as the init (runc's fixStdioPermissions): the user may reopen its stdout pipe as /dev/stdout
+    proc = subprocess.run(OCIRUN + ["--root", box.ocirun.root, "exec", "--user", "1000:1000", box.cid,
+                                    "sh", "-c", "stat -L -c %u /proc/self/fd/1; echo reopened > /dev/stdout"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1000", "reopened"]
+
+
 def test_user_flag_must_be_numeric(box):
     proc = box.flags(["-u", "nobody"], ["id"])
     assert proc.returncode == 255 and "nobody" in proc.stderr

@@ -202,6 +202,22 @@ def test_the_runtime_s_supplementary_groups_are_dropped(ocirun):
     assert run_ok(ocirun, config).split() == ["Groups:"]
 
 
+def test_stdio_is_given_to_the_user_but_dev_null_never(ocirun):
+    # runc's fixStdioPermissions: a non-root process may reopen its stdout pipe as /dev/stdout
+    # (/proc/self/fd/1 checks the pipe's owner), and the host's /dev/null is never chowned
+    config = base_config(["sh", "-c", "stat -L -c %u /proc/self/fd/0 /proc/self/fd/1; "
+                                      "echo reopened > /dev/stdout"])
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    null_before = os.stat("/dev/null")
+    proc = subprocess.run(OCIRUN + ["--root", ocirun.root, "run", "-b", ocirun.bundle(config), cid("stdio")],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "1000", "reopened"]
+    null_after = os.stat("/dev/null")
+    assert (null_after.st_uid, null_after.st_mode) == (null_before.st_uid, null_before.st_mode)
+
+
 def test_umask_is_applied(ocirun):
     config = base_config(["sh", "-c", "umask; touch /tmp/f; stat -c %a /tmp/f"])
     config["process"]["user"]["umask"] = 0o027
