@@ -79,8 +79,8 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
         if kind == "user":
             # root of the container's user namespace, else our ids are unmapped there
             try:
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
+                sc.setresgid(0, 0, 0)
+                sc.setresuid(0, 0, 0)
             except OSError as exc:
                 raise ExecFailed(f"setresuid to 0 in the container's user namespace: {exc.strerror}") from None
     log.timing("exec helper: namespaces joined")

@@ -98,8 +98,8 @@ class Init:
             # as after a new one: become the namespace's root, else our host ids are unmapped there
             # (overflow ids; mounts such as devpts gid=5 fail with EOVERFLOW)
             try:
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
+                sc.setresgid(0, 0, 0)
+                sc.setresuid(0, 0, 0)
             except OSError as exc:
                 raise OciError(f"linux.namespaces (user): setresuid to 0 in the joined user namespace: "
                                f"{exc.strerror} (is container root mapped there?)") from None
@@ -117,8 +117,8 @@ class Init:
             self.offsets_fd = ns.open_time_offsets()     # while dumpable: our /proc files are ours
         if rootless:
             sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
+        sc.setresgid(0, 0, 0)
+        sc.setresuid(0, 0, 0)
 
     def unshare(self) -> None:
         flags, joins = self.flags, self.joins

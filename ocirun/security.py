@@ -80,7 +80,7 @@ def parse_rlimits(rlimits, path: str = "process.rlimits") -> list[tuple[int, str
 def set_rlimits(limits: list[tuple[int, str, int, int]]) -> None:
     for res, name, soft, hard in limits:
         try:
-            resource.prlimit(0, res, (soft, hard))
+            syscalls.prlimit(res, soft, hard)
         except OSError as exc:
             raise SyscallError(exc.errno, "setrlimit", f"{name} soft={soft} hard={hard}") from None
         except ValueError as exc:
@@ -396,13 +396,13 @@ def set_user(user: User | None) -> None:
     try:
         if _setgroups_allowed():
             # always called: also drops the groups the runtime itself had
-            _os_call(os.setgroups, list(user.additional_gids), op="setgroups",
+            _os_call(syscalls.setgroups, list(user.additional_gids), op="setgroups",
                      detail=str(list(user.additional_gids)))
         elif user.additional_gids:
             raise ConfigError("process.user.additionalGids",
                               "cannot be set: setgroups is denied in this user namespace")
-        _os_call(os.setresgid, user.gid, user.gid, user.gid, op="setresgid", detail=str(user.gid))
-        _os_call(os.setresuid, user.uid, user.uid, user.uid, op="setresuid", detail=str(user.uid))
+        _os_call(syscalls.setresgid, user.gid, user.gid, user.gid, op="setresgid", detail=str(user.gid))
+        _os_call(syscalls.setresuid, user.uid, user.uid, user.uid, op="setresuid", detail=str(user.uid))
     finally:
         syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0, op="prctl PR_SET_KEEPCAPS")
     os.umask(user.umask if user.umask is not None else 0o022)   # runc's default when unset

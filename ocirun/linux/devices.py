@@ -84,19 +84,19 @@ def create_device(root_fd: int, dev: dict, *, in_userns: bool, where: str = "lin
     try:
         if _clear_way(dir_fd, name, mode, rdev):
             if not in_userns:
-                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+                sc.fchownat(dir_fd, name, uid, gid)
             return
         if in_userns:
             _bind_host_node(path, dir_fd, name, path)
             return
         old = os.umask(0)  # the config's fileMode exactly, not masked
         try:
-            os.mknod(name, mode, rdev, dir_fd=dir_fd)
+            sc.mknodat(dir_fd, name, mode, rdev)
         except OSError as e:
             raise SyscallError(e.errno, "mknod", f"{path} ({dev.get('type')} {os.major(rdev)}:{os.minor(rdev)})") from None
         finally:
             os.umask(old)
-        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        sc.fchownat(dir_fd, name, uid, gid)
     finally:
         os.close(dir_fd)
 

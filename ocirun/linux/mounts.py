@@ -426,8 +426,8 @@ def copy_tree(src_fd: int, dst_fd: int) -> None:
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
         else:
-            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_fd)
-        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+            sc.mknodat(dst_fd, name, st.st_mode, st.st_rdev)
+        sc.fchownat(dst_fd, name, st.st_uid, st.st_gid)
         if not stat.S_ISLNK(st.st_mode):
             os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst_fd)
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_fd)

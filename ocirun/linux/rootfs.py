@@ -154,12 +154,12 @@ def _private_parent_mount(rootfs: str) -> None:
 def enter_rootfs(ctx) -> None:
     """pivot_root into the rootfs (or MS_MOVE + chroot with --no-pivot); cwd "/"."""
     if not ctx.new_mntns:
-        os.chroot(ctx.rootfs)
+        sc.chroot(ctx.rootfs)
     elif ctx.no_pivot:
         hide_outside_proc_and_sysfs(ctx.rootfs)
         os.chdir(ctx.rootfs)
         sc.mount(ctx.rootfs, "/", None, sc.MS_MOVE)
-        os.chroot(".")
+        sc.chroot(".")
     else:
         # runc's pivot_root(".", "."): the old root ends up stacked on the new one, with no put_old
         # directory needed inside a (possibly read-only) rootfs; then it is detached.
@@ -290,11 +290,17 @@ def make_readonly_late(root_fd: int, destinations: list[str]) -> None:
             os.close(fd)
 
 
+def open_current_root() -> int:
+    """O_PATH fd of "/", the container's root once enter_rootfs has run. (The one path lookup of
+    "/" after it: tests/syscallrecorder.py, which fakes pivot_root, points it at the rootfs.)"""
+    return os.open("/", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def finalize_rootfs(ctx) -> None:
     """After pivot_root: the delayed `ro` of tmpfs and /dev mounts, linux.maskedPaths,
     linux.readonlyPaths, then root.readonly."""
     linux = _linux(ctx)
-    root_fd = os.open("/", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = open_current_root()
     try:
         make_readonly_late(root_fd, ctx.extra.get("readonly_later") or [])
         if linux.get("maskedPaths"):

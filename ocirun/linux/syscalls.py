@@ -1,8 +1,17 @@
-"""The syscall layer: the only module of ocirun that uses ctypes.
+"""The syscall layer: the only module of ocirun that uses ctypes, and the init's syscall seam.
 
 Every wrapper raises SyscallError naming the call and what it was called on, retries EINTR by hand
 (PEP 475 does not cover ctypes), and takes and returns plain ints and strings. libc is loaded once.
 Other modules append wrappers to this file instead of importing ctypes themselves.
+
+The seam: every kernel call that changes what the container gets (mounts, pivot_root, namespaces,
+hostname, device nodes, credentials, capabilities, prctl, limits, seccomp) goes through this module,
+named in KERNEL_CALLS, and its callers look it up at call time (`from ocirun.linux import syscalls
+as sc` ... `sc.mount(...)`, never `from ...syscalls import mount`). A test can then swap exactly
+those names for recording fakes (tests/syscallrecorder.py) and check the init's step order and mount
+sequence without root. The privileged calls Python's os module already makes (chroot, mknod, chown,
+setresuid...) have thin wrappers here for that reason only: same call, same exception. The seam is
+this module object itself, so it costs nothing on the real path.
 """
 import ctypes
 import errno as _errno
@@ -602,3 +611,54 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     data = (ctypes.c_uint32 * 6)()
     _call(_libc.capget, header, data, op="capget", detail=f"pid {pid}")
     return tuple(data[i] | data[i + 3] << 32 for i in range(3))
+
+
+# --- calls the os module makes, wrapped so that the seam holds them (same call, same OSError) ------
+
+def chroot(path: str) -> None:
+    os.chroot(path)
+
+
+def mknodat(dir_fd: int, name: str, mode: int, rdev: int) -> None:
+    os.mknod(name, mode, rdev, dir_fd=dir_fd)
+
+
+def fchownat(dir_fd: int, name: str, uid: int, gid: int) -> None:
+    """chown of `name` in dir_fd, not following a symlink."""
+    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def setgroups(gids: list[int]) -> None:
+    os.setgroups(gids)
+
+
+def setresgid(rgid: int, egid: int, sgid: int) -> None:
+    os.setresgid(rgid, egid, sgid)
+
+
+def setresuid(ruid: int, euid: int, suid: int) -> None:
+    os.setresuid(ruid, euid, suid)
+
+
+def prlimit(resource_nr: int, soft: int, hard: int) -> None:
+    """prlimit(2) of this process (resource.prlimit: OSError, or ValueError for a bad value)."""
+    import resource  # a C module, already loaded by ocirun.security, the one caller
+    resource.prlimit(0, resource_nr, (soft, hard))
+
+
+# The seam (see the module docstring): the calls that change the kernel's state for the container,
+# made by the init's steps (ocirun/init.py) and the modules they call. tests/syscallrecorder.py swaps
+# exactly these for recording fakes; a new such call is added here, and then to the recorder.
+KERNEL_CALLS = (
+    # mounts and the root
+    "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "mount_setattr",
+    "fsopen", "fsconfig", "fsmount",
+    # device nodes
+    "mknodat", "fchownat",
+    # namespaces, names
+    "unshare", "setns", "sethostname", "setdomainname",
+    # the process: credentials, capabilities, prctl, limits, scheduling, fds, seccomp, keyring
+    "setgroups", "setresgid", "setresuid", "prctl", "capset", "prlimit", "personality", "ioprio_set",
+    "sched_setattr", "set_mempolicy", "close_range", "seccomp_set_mode_filter",
+    "keyctl_join_session_keyring", "keyctl_setperm",
+)
