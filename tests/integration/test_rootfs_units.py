@@ -1,10 +1,11 @@
 """Root integration tests of ocirun.linux.rootfs: real mount namespaces, a busybox rootfs per test.
 
 Each test builds <tmp>/bundle/rootfs from /bin/busybox, forks a child that unshares a mount and a pid
-namespace and forks the container init (pid 1 there), which runs prepare_rootfs / enter_rootfs /
-finalize_rootfs and then execs a busybox shell script. Output is read from files; the host's mount
-table is compared before and after every test, and host files a hostile rootfs points at are checked
-unchanged.
+namespace and forks the container init (pid 1 there), which runs the init's own steps "rootfs",
+"pivot" and "finalize" (prepare_rootfs / enter_rootfs / finalize_rootfs) and then execs a busybox
+shell script. Output is read from files; the host's mount table is compared before and after every
+test, and host files a hostile rootfs points at are checked unchanged. The same sequence, recorded
+without root through the syscall seam, is checked call by call in tests/unit/test_mount_sequence.py.
 """
 import copy
 import os
@@ -16,6 +17,7 @@ import traceback
 
 import pytest
 
+from ocirun.init import STAGE2_STEPS, Init
 from ocirun.initctx import InitContext
 from ocirun.linux import syscalls as sc
 
@@ -34,6 +36,11 @@ MINIMAL_MOUNTS = [
     {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
     {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
 ]
+
+
+# the init's own rootfs steps, from its table (prepare_rootfs; procfs handle and enter_rootfs;
+# finalize_rootfs), not a copy of their sequence
+ROOTFS_STEPS = [(name, step) for name, step in STAGE2_STEPS if name in ("rootfs", "pivot", "finalize")]
 
 
 def make_config(mounts=None, **linux) -> dict:
@@ -152,12 +159,10 @@ def _child(bundle, config, script, no_pivot, console, out, err, timeout, userns,
 def _init(bundle, config, script, no_pivot, console, timeout, userns, cgroupns):
     try:
         signal.alarm(timeout)  # survives execve: a hung container is killed
-        from ocirun.linux import rootfs
-        ctx = InitContext(config=config, bundle=bundle, rootfs=os.path.join(bundle, "rootfs"),
-                          no_pivot=no_pivot, console_path=console, new_userns=userns, new_cgroupns=cgroupns)
-        rootfs.prepare_rootfs(ctx)
-        rootfs.enter_rootfs(ctx)
-        rootfs.finalize_rootfs(ctx)
+        it = Init(None, {"config": config})
+        it.ctx = InitContext(config=config, bundle=bundle, rootfs=os.path.join(bundle, "rootfs"),
+                             no_pivot=no_pivot, console_path=console, new_userns=userns, new_cgroupns=cgroupns)
+        it.run_steps(ROOTFS_STEPS)
         os.execve("/bin/sh", ["sh", "-c", script], {"PATH": "/bin"})
     except BaseException as e:
         # fd 2 is the err file; sys.stderr may be pytest's capture object
