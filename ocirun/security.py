@@ -379,7 +379,7 @@ def own_stdio(uid: int) -> None:
         if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == null):
             continue
         try:
-            os.fchown(fd, uid, -1)
+            syscalls.fchown(fd, uid, -1)
         except OSError as exc:
             if exc.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
                 raise SyscallError(exc.errno, "fchown", f"stdio fd {fd} to uid {uid}") from None

@@ -242,6 +242,9 @@ class Recorder:
     def fake_fchownat(self, dir_fd, name, uid, gid) -> None:
         self.record("fchownat", f"{self._in_root(dir_fd, name)} {uid}:{gid}")
 
+    def fake_fchown(self, fd, uid, gid) -> None:
+        self.record("fchown", f"fd {fd} {uid}:{gid}")
+
     # --- namespaces, names -------------------------------------------------------------------------
     def fake_unshare(self, flags) -> None:
         self.record("unshare", _names(flags, _CLONE))

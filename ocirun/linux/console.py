@@ -41,7 +41,7 @@ def give_to_user(slave: int, uid: int) -> None:
     EINVAL (the gid is unmapped in the user namespace), EPERM (the owner is unmapped) and EROFS
     leave it as it is, as runc does."""
     try:
-        os.fchown(slave, uid, -1)
+        sc.fchown(slave, uid, -1)
     except OSError as exc:
         if exc.errno not in (1, 22, 30):   # EPERM, EINVAL, EROFS
             raise OciError(f"process.terminal: chown the console to uid {uid}: {exc.strerror}") from None

@@ -628,6 +628,10 @@ def fchownat(dir_fd: int, name: str, uid: int, gid: int) -> None:
     os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
+def fchown(fd: int, uid: int, gid: int) -> None:
+    os.fchown(fd, uid, gid)
+
+
 def setgroups(gids: list[int]) -> None:
     os.setgroups(gids)
 
@@ -653,8 +657,8 @@ KERNEL_CALLS = (
     # mounts and the root
     "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "mount_setattr",
     "fsopen", "fsconfig", "fsmount",
-    # device nodes
-    "mknodat", "fchownat",
+    # device nodes, owners
+    "mknodat", "fchownat", "fchown",
     # namespaces, names
     "unshare", "setns", "sethostname", "setdomainname",
     # the process: credentials, capabilities, prctl, limits, scheduling, fds, seccomp, keyring
