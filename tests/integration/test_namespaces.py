@@ -174,11 +174,15 @@ def test_loopback_is_up_in_a_new_network_namespace(ocirun):
 
 def test_loopback_answers_inside_a_new_network_namespace(ocirun):
     # a listener and a client over 127.0.0.1: works only if lo is up
-    # the client retries until the listener is up (no fixed sleep: under load 0.3 s was not enough);
-    # busybox's nc -l exits after its one connection, so `wait` sees the data written
-    out = run_ok(ocirun, base_config(["sh", "-c", "nc -l -p 7777 > /tmp/got & "
+    # the client retries until the listener is up (no fixed sleep: under load 0.3 s was not enough).
+    # The listener's stdin stays open (sleep |): busybox's nc stops at EOF on its stdin, and with
+    # /dev/null it could stop before reading what the client sent (1 run in 10 printed nothing);
+    # then poll for the data rather than wait for the listener.
+    out = run_ok(ocirun, base_config(["sh", "-c", "sleep 30 | nc -l -p 7777 > /tmp/got & "
                                                   "for i in $(seq 100); do echo hello | nc -w 2 127.0.0.1 7777 && break; "
-                                                  "sleep 0.1; done; wait; cat /tmp/got"]))
+                                                  "sleep 0.1; done; "
+                                                  "for i in $(seq 100); do grep -q hello /tmp/got && break; sleep 0.1; done; "
+                                                  "cat /tmp/got"]))
     assert out.strip().endswith("hello"), out
 
 
