@@ -1,3 +1,3 @@
-from ocirun.cli import main
+from ocirun.cli import launch
 
-main()
+launch()

@@ -40,8 +40,8 @@ cat > "$launcher" <<LAUNCHER
 import sys
 sys.path.insert(0, "$PWD")
 sys.path.append("$purelib")
-from ocirun.cli import main
-main()
+from ocirun.cli import launch
+launch()
 LAUNCHER
 chmod 755 "$launcher"
 mv -f "$launcher" "$target"
