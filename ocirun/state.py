@@ -110,11 +110,8 @@ class State:
         return RUNNING
 
     def is_frozen(self) -> bool:
-        from ocirun.linux.cgroups import manager_from_dict
-        try:
-            return manager_from_dict(self.cgroup).is_frozen()
-        except OSError:
-            return False
+        from ocirun.linux.cgroups import is_frozen
+        return is_frozen(self.cgroup)
 
     def oci_state(self) -> dict:
         """The state of runtime.md, as given to hooks on stdin."""

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from ocirun.errors import ConfigError
-from ocirun.linux.cgroups import detect_mode, manager_from_dict, new_manager
+from ocirun.linux.cgroups import detect_mode, is_frozen, manager_from_dict, new_manager
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create cgroups")]
@@ -274,15 +274,16 @@ def test_freeze_thaw(env, tmp_path):
     deadline = time.monotonic() + 60
     while not grows(0.2) and time.monotonic() < deadline:
         pass
+    assert not is_frozen(m.to_dict())
     m.freeze()
-    assert m.is_frozen()
+    assert m.is_frozen() and is_frozen(m.to_dict())     # (what state/start/kill read from the record)
     assert not grows(0.5)
     assert m.pids() == [p.pid]
     m.kill(signal.SIGTERM)                   # a paused container stays paused for other signals
     assert m.is_frozen()
     assert p.poll() is None
     m.thaw()
-    assert not m.is_frozen()
+    assert not m.is_frozen() and not is_frozen(m.to_dict())
     assert p.wait(30) == -signal.SIGTERM
 
 

@@ -47,6 +47,13 @@ def test_state_start_kill_delete_import_nothing_heavy(ocirun):
         assert "ocirun.cli" in modules          # the import list was read
         heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
         assert heavy == [], f"{command} imports {heavy}"
+        # ctypes (~1-2 ms) is only for what os and the C modules lack: none of these needs it
+        assert "ctypes" not in modules and "ocirun.linux.syscalls" not in modules, command
+    for command in ("state", "start", "kill"):
+        # the status asks the freezer through cgroups.is_frozen(record), not a rebuilt manager
+        assert "ocirun.linux.cgroups" in seen[command], command    # (the container has a cgroup)
+        managers = sorted(m for m in seen[command] if m.startswith("ocirun.linux.cgroups."))
+        assert managers == [], f"{command} imports {managers}"
 
 
 # What create may not import: jsonschema is only the oracle of the generated validator's tests;

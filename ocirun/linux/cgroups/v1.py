@@ -3,7 +3,7 @@ import os
 import time
 
 from ocirun.errors import CgroupError
-from ocirun.linux.cgroups import fs
+from ocirun.linux.cgroups import fs, v1_frozen
 from ocirun.linux.cgroups.base import Manager
 
 # hierarchies whose cgroup.procs lists the container's processes, most specific first
@@ -111,11 +111,7 @@ class V1Manager(Manager):
         fs.write_checked(self._freezer(), "THAWED", "thaw")
 
     def is_frozen(self) -> bool:
-        d = self.dir_of("freezer")
-        if d is None:
-            return False
-        state = fs.read_or_none(os.path.join(d, "freezer.state"))
-        return state in ("FROZEN", "FREEZING")
+        return v1_frozen(self.dir_of("freezer"))
 
     # --- inspection -------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import time
 from ocirun.errors import CgroupError
 
 SIGKILL = 9   # (not the signal module: it imports enum, ~1.5 ms on every command)
-from ocirun.linux.cgroups import fs
+from ocirun.linux.cgroups import fs, v2_frozen
 from ocirun.linux.cgroups.base import Manager
 
 
@@ -164,7 +164,7 @@ class V2Manager(Manager):
         self._set_frozen("0")
 
     def is_frozen(self) -> bool:
-        return fs.read_or_none(self._file("cgroup.freeze")) == "1"
+        return v2_frozen(self.dir)
 
     def kill(self, sig: int) -> None:
         if sig == SIGKILL and os.path.exists(self._file("cgroup.kill")):
