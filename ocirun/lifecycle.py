@@ -3,7 +3,6 @@
 Which statuses each command accepts, and the words of a refusal, are in ocirun/statuscheck.py.
 """
 import os
-import select
 import sys
 import time
 
@@ -96,6 +95,7 @@ def _release_init(state: st.State, fifo: str) -> None:
     """Open the fifo (which unblocks the init's open for writing), read its "0", then read to EOF:
     the init holds the write end O_CLOEXEC, so EOF comes exactly when execve succeeded, while any
     bytes after "0" are the init's report of why it could not exec."""
+    import select   # (here: state, kill and delete do not pay for it)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         data = b""

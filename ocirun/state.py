@@ -12,7 +12,6 @@ The status is never trusted from the file: it is derived each time from the init
 the same process: /proc/<pid>/stat start time matches, so a recycled pid is never taken for it), the
 freezer and the fifo, as runc does.
 """
-import fcntl
 import os
 
 from ocirun import fastjson
@@ -295,6 +294,7 @@ def list_ids(root: str, foreign: list | None = None) -> list[str]:
 def is_half_made(root: str, cid: str) -> bool:
     """A container directory without state.json that no command holds locked: a create killed
     before it saved one (while a create runs, it holds the lock)."""
+    import fcntl
     path = os.path.join(root, cid)
     if os.path.lexists(os.path.join(path, STATE_FILE)):
         return False
@@ -322,6 +322,7 @@ class lock:
         self.fd = -1
 
     def __enter__(self) -> None:
+        import fcntl    # (here: state and kill read without the lock and do not pay for it)
         try:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
