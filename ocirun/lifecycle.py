@@ -70,9 +70,7 @@ def start(root: str, cid: str) -> st.State:
         try:
             _release_init(state, fifo)
             log.timing("start: the init released, program exec'd (startContainer hooks)")
-            state.data["status"] = st.RUNNING
-            state.save()
-            log.timing("start: state saved (running)")
+            # state.json is not rewritten: "running" would never be read (see ocirun/state.py)
             # poststart runs once the program has been exec'd (see _release_init), before start returns.
             all_hooks = state.config.get("hooks") or {}
             if all_hooks.get("poststart"):

@@ -10,7 +10,9 @@
 
 The status is never trusted from the file: it is derived each time from the init process (alive, and
 the same process: /proc/<pid>/stat start time matches, so a recycled pid is never taken for it), the
-freezer and the fifo, as runc does.
+freezer and the fifo, as runc does. The stored "status" is only read for "creating" (a create under
+way or killed): create saves "creating", then "created", and `start` does not rewrite the file
+(removing exec.fifo is what makes the container running).
 """
 import os
 

@@ -227,3 +227,20 @@ def test_a_half_made_container_is_listed_as_such_and_deleted(ocirun):
     proc = ocirun("delete", "--force", "half")
     assert proc.returncode == 0, proc.stderr
     assert not os.path.lexists(os.path.join(ocirun.root, "half"))
+
+
+def test_start_does_not_rewrite_the_state_file(ocirun):
+    """The status is derived (the init, the freezer, exec.fifo), so start has nothing to save: its
+    write of "running" was never read and cost ~0.5 ms of every start."""
+    ocirun("create", "--bundle", ocirun.bundle(base_config(["sleep", "1000"])), "c1", check=True)
+    path = os.path.join(ocirun.root, "c1", "state.json")
+    before = os.stat(path)
+    with open(path, "rb") as f:
+        content = f.read()
+    ocirun("start", "c1", check=True)
+    assert ocirun.state("c1")["status"] == "running"
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    with open(path, "rb") as f:
+        assert f.read() == content
+    ocirun("kill", "c1", "KILL", check=True)
