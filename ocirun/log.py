@@ -47,8 +47,17 @@ def format_line(level: str, msg: str, ts: str | None = None) -> str:
     if _json:
         from ocirun import fastjson
         return fastjson.dumps({"level": level, "msg": msg, "time": ts}) + "\n"
-    quoted = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    quoted = _one_line(msg.replace("\\", "\\\\").replace('"', '\\"'))
     return f'time="{ts}" level={level} msg="{quoted}"\n'
+
+
+def _one_line(text: str) -> str:
+    """One line whatever a message quotes (config text, mount data: a form feed, a tab or U+2028 as
+    well as a newline), escaped as errors.one_line escapes a ConfigError's text."""
+    if text.isprintable():
+        return text
+    from ocirun.errors import one_line  # (here: log's import is the mark of the interpreter's start)
+    return one_line(text)
 
 
 def set_sink(sink, debug: bool = False) -> None:
@@ -95,8 +104,7 @@ def fatal(msg: str) -> None:
     log("error", msg)
     if _to_file:
         try:
-            # one line, whatever config text the message quotes (a key may hold a newline)
-            sys.stderr.write(msg.replace("\r", "\\r").replace("\n", "\\n") + "\n")
+            sys.stderr.write(_one_line(msg) + "\n")
             sys.stderr.flush()
         except OSError:
             pass

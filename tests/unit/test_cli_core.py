@@ -106,6 +106,16 @@ def test_log_formats(tmp_path):
     assert log.format_line("error", 'bad "x"', ts="T") == 'time="T" level=error msg="bad \\"x\\""\n'
 
 
+@pytest.mark.parametrize("char", ["\n", "\r", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029",
+                                  "\t", "\x00"])
+def test_a_log_line_is_one_line_whatever_the_message_quotes(char):
+    """str.splitlines (as clients and tests split stderr) breaks at more than \\n: a mount's data
+    holding a form feed made a create's error two lines (the config fuzzer found it)."""
+    line = log.format_line("error", f"mount data={char}x: invalid argument", ts="T")
+    assert line.endswith("\n") and len(line.splitlines()) == 1
+    assert line[:-1].isprintable()
+
+
 def test_cli_exit_codes_and_log_file(tmp_path):
     logf = tmp_path / "log.json"
     proc = subprocess.run([sys.executable, "-m", "ocirun", "--root", str(tmp_path), "--log", str(logf),
