@@ -180,6 +180,11 @@ def kill_cmd(g, argv: list[str]) -> int:
 
 def kill(root: str, cid: str, sig: int, all_processes: bool = False) -> None:
     state = st.load(root, cid)
+    if not all_processes and state.is_live():
+        # kill accepts each live status (created, running, paused), so which one it is (the freezer,
+        # the fifo: ~0.35 ms with their imports) is not worked out; signal_init checks the pid again
+        signal_init(state, sig)
+        return
     status = state.status
     if all_processes and state.cgroup and status in (st.STOPPED, st.CREATED, st.RUNNING, st.PAUSED):
         # runc: kill --all also reaches what is left in the cgroup after pid 1 has gone.

@@ -98,6 +98,10 @@ class State:
             return False
         return True
 
+    def is_live(self) -> bool:
+        """The status is created, running or paused (not creating, not stopped)."""
+        return self.data.get("status") != CREATING and self.init_alive()
+
     @property
     def status(self) -> str:
         if self.data.get("status") == CREATING:

@@ -612,6 +612,16 @@ def test_delete_force_of_a_paused_container(ocirun):
                  what=f"pid {pid} gone")
 
 
+def test_kill_of_a_paused_container_is_accepted_and_it_stays_paused(ocirun):
+    """kill accepts every live status without telling them apart (created, running, paused)."""
+    box = launch(ocirun, TICKER)
+    wait_for(lambda: _ticks(box) > 1, what="the ticker")
+    box("pause", box.cid, check=True)
+    box("kill", box.cid, "USR1", check=True)         # (pid 1 has no handler: ignored, as runc's)
+    assert box.status() == "paused"
+    box("delete", "--force", box.cid, check=True)
+
+
 def test_delete_removes_the_cgroup_of_a_stopped_container(ocirun):
     box = launch(ocirun, "exit 0", resources={"memory": {"limit": 64 << 20}})
     dirs = [d for d in box.dirs.values() if box.cid in d]
