@@ -2,14 +2,20 @@
 for while our other children (orphans re-parented to us, a child subreaper) are reaped."""
 import os
 
+import _signal  # not signal: its Signals enum imports enum, ~4 ms between the process's start and our wait
+
+
+def _catchable() -> set[int]:
+    """The signals signal.Signals names (SIGHUP .. SIGSYS, SIGRTMIN, SIGRTMAX), as numbers."""
+    return {getattr(_signal, name) for name in dir(_signal) if name.startswith("SIG") and not name.startswith("SIG_")}
+
 
 def forward_signals(pid: int, pidfd: int | None = None, skip: tuple[str, ...] = ()):
     """Every catchable signal we get goes to the process (through pidfd when given: never a recycled
     pid), except SIGCHLD and the names in skip; returns a function that restores our handlers."""
-    import signal   # only in the foreground: it imports enum
-    send = (lambda signum: signal.pidfd_send_signal(pidfd, signum)) if pidfd is not None else \
+    send = (lambda signum: _signal.pidfd_send_signal(pidfd, signum)) if pidfd is not None else \
         (lambda signum: os.kill(pid, signum))
-    skipped = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD} | {getattr(signal, name) for name in skip}
+    skipped = {_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD} | {getattr(_signal, name) for name in skip}
     old = {}
 
     def forward(signum, _frame):
@@ -17,18 +23,16 @@ def forward_signals(pid: int, pidfd: int | None = None, skip: tuple[str, ...] = 
             send(signum)
         except OSError:
             pass
-    for sig in signal.Signals:
-        if sig in skipped:
-            continue
+    for sig in sorted(_catchable() - skipped):
         try:
-            old[sig] = signal.signal(sig, forward)
+            old[sig] = _signal.signal(sig, forward)
         except (OSError, ValueError):
             pass
 
     def restore():
         for sig, handler in old.items():
             try:
-                signal.signal(sig, handler)
+                _signal.signal(sig, handler)
             except (OSError, ValueError, TypeError):
                 pass
     return restore

@@ -74,3 +74,26 @@ def test_create_imports_no_jsonschema_json_or_re(ocirun):
     assert "ocirun.schema_check" in modules      # the config was checked against the schema
     assert ocirun.state("c2")["status"] == "created"
     ocirun("delete", "-f", "c2", check=True)
+
+
+# exec: the command (in the foreground: it forwards signals and waits) and its helper, a fresh
+# interpreter of its own, may not import these either (signal's Signals enum cost ~4 ms between
+# the process's exec and our wait).
+EXEC_HEAVY = HEAVY + ("signal", "socket", "selectors")
+
+
+def test_exec_and_its_helper_import_nothing_heavy(ocirun):
+    bundle = ocirun.bundle(base_config(["sleep", "100"]))
+    ocirun("run", "-d", "-b", bundle, "c3", check=True)
+    modules = imported_modules(ocirun, "exec", "c3", "true")
+    assert "ocirun.execcmd" in modules and "ocirun.foreground" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in EXEC_HEAVY)
+    assert heavy == [], f"exec imports {heavy}"
+    # the helper imports everything it needs before it seals its imports (ocirun/exec_init.py)
+    code = f"import sys; sys.path.insert(0, {REPO!r}); import ocirun.exec_init; print(' '.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-ISB", "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    helper = out.stdout.split()
+    assert "ocirun.exec_init" in helper
+    heavy = sorted(m for m in helper if m.split(".")[0] in EXEC_HEAVY)
+    assert heavy == [], f"the exec helper imports {heavy}"
+    ocirun("delete", "-f", "c3", check=True)
