@@ -14,7 +14,8 @@
 Messages on the sync socket are those of `create` (ocirun/protocol.py; log lines on the log pipe).
 The socket is close-on-exec, so EOF without an error means the program was exec'd. Nothing is
 imported after the imports below (not even ocirun.init, whose helpers are repeated here rather than
-loading the whole init).
+loading the whole init), but for what only some plans need, imported before the seal: the console
+module (a terminal) and the seccomp program's (a profile).
 """
 import os
 import _socket  # the C module: socket imports selectors and enum (~5 ms of each exec)
@@ -22,7 +23,6 @@ import _socket  # the C module: socket imports selectors and enum (~5 ms of each
 from ocirun import log, protocol, security
 from ocirun.errors import OciError
 from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home  # noqa: F401
-from ocirun.linux import console
 from ocirun.linux.namespaces import PROC_FLAGS
 from ocirun.linux import syscalls as sc
 
@@ -70,6 +70,8 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
     protocol.request(sync, {"type": protocol.CGROUP})   # acked once the parent has put our pid in every cgroup.procs
     log.timing("exec helper: joined the cgroup")
 
+    if console_sock is not None:
+        from ocirun.linux import console    # noqa: F401  (child() uses it; after the seal it could not come)
     seal_imports()      # from here on the filesystem may be the container's
     for kind, fd in zip(kinds, ns_fds):
         try:
@@ -98,6 +100,7 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
 def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
     os.setsid()
     if console_sock is not None:
+        from ocirun.linux import console    # imported before the seal (helper())
         foreground = plan.get("foreground_tty")
         size = process.get("consoleSize") or (foreground or {}).get("size")
         console.setup_console(console_sock, size, uid=(process.get("user") or {}).get("uid", 0),

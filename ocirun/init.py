@@ -21,7 +21,7 @@ from ocirun import hooks, log, protocol, security
 from ocirun.errors import OciError
 from ocirun.initctx import InitContext
 from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home
-from ocirun.linux import console, loopback, mountsources, procfs, rootfs
+from ocirun.linux import loopback, mountsources, procfs, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
 
@@ -169,6 +169,9 @@ class Init:
 
     def check_process(self) -> None:
         self.seccomp_filter = security.prepare_process_settings(self.config, self.boot.get("seccomp"))
+        if self.process.get("terminal"):
+            # only a terminal needs it (termios, fcntl): imported now, before the seal, for console()
+            from ocirun.linux import console    # noqa: F401
 
     def loopback(self) -> None:
         if self.ctx.new_netns:
@@ -213,6 +216,7 @@ class Init:
     def console(self) -> None:
         process = self.process
         if process.get("terminal"):
+            from ocirun.linux import console    # imported before the seal (check_process)
             console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"),
                                   uid=(process.get("user") or {}).get("uid", 0))
 

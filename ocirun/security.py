@@ -27,7 +27,8 @@ import _signal as signal  # the C module: signal imports enum (~4 ms of the init
 
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import capabilities, lsm, procfs, syscalls
-from ocirun.linux.seccomp import SeccompProgram, compile_filter
+# ocirun.linux.seccomp is imported only for a config with a profile (validate_and_compile,
+# prepare_process_settings: both before the init and the exec helper seal their imports)
 
 # --- rlimits -------------------------------------------------------------------------------------
 
@@ -440,7 +441,7 @@ def set_no_new_privs() -> None:
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1, op="prctl PR_SET_NO_NEW_PRIVS")
 
 
-def load_seccomp_late(seccomp_filter: SeccompProgram) -> int | None:
+def load_seccomp_late(seccomp_filter: "SeccompProgram") -> int | None:
     """Load the filter as the last step before execve (noNewPrivileges=true); returns the notify fd."""
     return seccomp_filter.load()
 
@@ -467,13 +468,14 @@ def validate_process(config: dict) -> list[str]:
     return validate_and_compile(config)[0]
 
 
-def validate_and_compile(config: dict) -> tuple[list[str], SeccompProgram | None]:
+def validate_and_compile(config: dict) -> "tuple[list[str], SeccompProgram | None]":
     """validate_process, and the seccomp profile compiled into the program the process will load
     (the one compile of a create or exec: libseccomp is dlopen()ed by the runtime only)."""
     warnings = _check_fields(config)
     seccomp = (config.get("linux") or {}).get("seccomp")
     if seccomp is None:
         return warnings, None
+    from ocirun.linux.seccomp import compile_filter
     with compile_filter(seccomp) as built:
         return warnings, built.program()
 
@@ -497,7 +499,7 @@ def _check_fields(config: dict) -> list[str]:
     return warnings
 
 
-def prepare_process_settings(config: dict, seccomp_wire: dict | None = None) -> SeccompProgram | None:
+def prepare_process_settings(config: dict, seccomp_wire: dict | None = None) -> "SeccompProgram | None":
     """Run in the init BEFORE it enters the rootfs (pivot_root): checks the fields again, reads what
     later steps need from the host (cap_last_cap, a procfs handle) and takes the seccomp program the
     runtime compiled (seccomp_wire, SeccompProgram.to_wire()). A config with a profile but no program
@@ -506,6 +508,7 @@ def prepare_process_settings(config: dict, seccomp_wire: dict | None = None) -> 
     capabilities.kernel_last_cap()
     lsm.prepare_lsm(config)      # a checked handle on the host's procfs, for the exec labels
     if seccomp_wire is not None:
+        from ocirun.linux.seccomp import SeccompProgram
         return SeccompProgram.from_wire(seccomp_wire)
     if (config.get("linux") or {}).get("seccomp") is not None:
         raise ConfigError("linux.seccomp", "the runtime sent no compiled seccomp program")
@@ -524,7 +527,7 @@ class ProcessSettingsOutcome:
         return self.seccomp_pending
 
 
-def apply_process_settings(config: dict, *, seccomp_filter: SeccompProgram | None,
+def apply_process_settings(config: dict, *, seccomp_filter: "SeccompProgram | None",
                            hand_over_notify_fd=None) -> ProcessSettingsOutcome:
     """Apply process/linux settings to the calling process, in runc's order (D-13).
 
