@@ -22,7 +22,8 @@ import _socket  # the C module: socket imports selectors and enum (~5 ms of each
 
 from ocirun import log, protocol, security
 from ocirun.errors import OciError
-from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home  # noqa: F401
+from ocirun.procexec import (close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports,  # noqa: F401
+                             undo_spawn_signals, with_home)
 from ocirun.linux.namespaces import PROC_FLAGS
 from ocirun.linux import syscalls as sc
 
@@ -38,6 +39,7 @@ STAGES = ("helper", "child")
 
 def main() -> None:
     sc.prctl(sc.PR_SET_DUMPABLE, 0)     # nothing in the container may ptrace or open us (D-8)
+    undo_spawn_signals()
     sync, log_fd = protocol.child_channels()
     log.timing("exec helper: imports")
     plan, fds = protocol.recv(sync)

@@ -20,7 +20,8 @@ import sys
 from ocirun import hooks, log, protocol, security
 from ocirun.errors import OciError
 from ocirun.initctx import InitContext
-from ocirun.procexec import close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports, with_home
+from ocirun.procexec import (close_fds_at_exec, describe, env_dict, resolve_executable, seal_imports,
+                             undo_spawn_signals, with_home)
 from ocirun.linux import loopback, mountsources, procfs, rootfs
 from ocirun.linux import namespaces as ns
 from ocirun.linux import syscalls as sc
@@ -353,6 +354,7 @@ def init_cmd(g, argv: list[str]) -> int:
         raise OciError("init: the container's init is started by create, not by hand")
     # Nothing the caller of the runtime leaked may reach the container (CVE-2024-21626 class).
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    undo_spawn_signals()
     sync, log_fd = protocol.child_channels()
     log.timing("init: imports")
     boot, fds = protocol.recv(sync)

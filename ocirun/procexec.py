@@ -104,6 +104,21 @@ def close_fds_at_exec(first: int) -> None:
     sc.close_range(first, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
 
 
+def undo_spawn_signals() -> None:
+    """First thing in a process started by linux/sealed.spawn_interpreter (the init, the exec helper):
+    glibc's posix_spawn ignores signals 32 and 33 in the child (its own, for thread cancellation and
+    set*id), so they would reach the container's process, and hooks, ignored: back to SIG_DFL, as a
+    fork and exec left them. And the name (comm), which exec through /proc/self/fd/N made "N": the
+    interpreter's file name again, as ps showed it before."""
+    for signum in (32, 33):
+        sc.default_signal_action(signum)
+    try:
+        with open("/proc/thread-self/comm", "w") as f:
+            f.write(os.path.basename(os.path.realpath(sys.executable))[:15])
+    except OSError:
+        pass    # cosmetic only
+
+
 def seal_imports() -> None:
     """After this no module can be imported: the filesystem is about to become the container's (D-11)."""
     import codecs  # noqa: F401  encodings needed by error paths are loaded now

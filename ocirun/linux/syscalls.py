@@ -666,3 +666,16 @@ KERNEL_CALLS = (
     "sched_setattr", "set_mempolicy", "close_range", "seccomp_set_mode_filter",
     "keyctl_join_session_keyring", "keyctl_setperm",
 )
+
+
+# --- signal dispositions (appended for ocirun/procexec.py) ----------------------------------------
+
+_NR["rt_sigaction"] = {"x86_64": 13, "aarch64": 134}.get(_ARCH)
+
+
+def default_signal_action(signum: int) -> None:
+    """rt_sigaction(signum, SIG_DFL) past glibc's sigaction, which refuses its own signals 32 and 33
+    (SIGCANCEL, SIGSETXID): glibc's posix_spawn leaves those two ignored in the child, and an ignored
+    signal stays ignored across execve."""
+    act = (ctypes.c_ulong * 4)()    # struct kernel_sigaction, all zero: SIG_DFL, no flags, empty mask
+    _raw("rt_sigaction", ctypes.c_int(signum), act, None, ctypes.c_size_t(8), detail=f"signal {signum}")
