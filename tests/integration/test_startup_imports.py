@@ -62,7 +62,7 @@ def test_state_start_kill_delete_import_nothing_heavy(ocirun):
 # json, re and enum cost ~6 ms of a create (config.json is parsed by the C scanner, names are
 # checked without regular expressions).
 CREATE_HEAVY = ("jsonschema", "referencing", "pyroute2", "prctl", "subprocess", "argparse", "dataclasses", "logging",
-                "json", "re", "enum")
+                "json", "re", "enum", "collections")     # collections: ~1 ms (cgroups use ocirun.record)
 
 
 def test_create_imports_no_jsonschema_json_or_re(ocirun):

@@ -7,17 +7,17 @@ becomes either the minimal devices.allow/devices.deny writes (v1) or a BPF_PROG_
 program (v2). Everything here is pure.
 """
 import struct
-from collections import namedtuple
 
 from ocirun.errors import ConfigError
+from ocirun.record import record
 
 WILDCARD = -1
 FIELD = "linux.resources.devices"
 
 
 # type: "a", "c" or "b"; major/minor: WILDCARD for *; access: subset of "rwm".
-# (a namedtuple: the dataclasses module costs ~6 ms of imports on every create)
-Rule = namedtuple("Rule", "type major minor access allow")
+# (a record, as a namedtuple: the dataclasses module costs ~6 ms of imports on every create)
+Rule = record("Rule", "type major minor access allow")
 
 
 def _r(t: str, major: int, minor: int, access: str = "rwm") -> Rule:

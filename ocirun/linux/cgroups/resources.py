@@ -16,9 +16,9 @@ EINVAL/EBUSY after the others are done: that settles ordering constraints (memor
 cpu period vs quota, rt period vs runtime) whatever the current values are.
 """
 import math
-from collections import namedtuple
 
 from ocirun.errors import ConfigError
+from ocirun.record import record
 from ocirun.linux.cgroups import devices as _devices
 
 R = "linux.resources"
@@ -34,8 +34,8 @@ def _is_page_size(size: str) -> bool:
 # controller: v1 subsystem / v2 controller owning the file ("" = a v2 core file); field: the JSON
 # path of the config field, for errors; alts: ((file, value), ...) tried in order when `file` does
 # not exist; optional: an extra write done only if the file exists (e.g. hugetlb rsvd limits).
-# (collections.namedtuple: typing.NamedTuple costs ~4 ms of imports on every create)
-Write = namedtuple("Write", "controller file value field alts optional", defaults=((), False))
+# (ocirun.record: typing.NamedTuple costs ~4 ms of imports on every create, collections ~1 ms)
+Write = record("Write", "controller file value field alts optional", defaults=((), False))
 
 
 # --- conversions ---------------------------------------------------------------------------------
@@ -140,9 +140,9 @@ def _list(obj: dict, key: str, path: str) -> list:
 #   None: the field means nothing there (nothing to write, nothing to refuse).
 #   Both(fn): fields that convert together (memory limit+swap, cpu quota+period):
 #       fn(obj, current, v2) -> writes.
-To = namedtuple("To", "controller file convert alts", defaults=((),))
-No = namedtuple("No", "what when")
-Both = namedtuple("Both", "fn")
+To = record("To", "controller file convert alts", defaults=((),))
+No = record("No", "what when")
+Both = record("Both", "fn")
 
 
 def _text(v, path):                 # the value as is
