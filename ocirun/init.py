@@ -127,7 +127,7 @@ class Init:
         # (mountsources.clone_in_runtime_ns): its handle, taken while we are still in it
         self.runtime_mntns = None
         if (flags & sc.CLONE_NEWNS and not self.new_userns_wanted and not any(j[0] == "user" for j in joins)
-                and mountsources.host_peers_wanted(self.config)):
+                and mountsources.host_peers_wanted(self.boot["plan"]["mounts"])):
             self.runtime_mntns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         if flags:
             sc.unshare(flags)
@@ -156,7 +156,8 @@ class Init:
     def session(self) -> None:
         self.setup_created_signals()
         os.setsid()
-        self.ctx = ctx = InitContext(config=self.config, bundle=self.boot["bundle"], rootfs=self.boot["rootfs"],
+        self.ctx = ctx = InitContext(config=self.config, plan=self.boot["plan"], bundle=self.boot["bundle"],
+                                     rootfs=self.boot["rootfs"],
                                      no_pivot=self.boot.get("no_pivot", False), new_userns=self.new_user,
                                      new_mntns=bool(self.flags & sc.CLONE_NEWNS),
                                      new_netns=bool(self.flags & sc.CLONE_NEWNET),
@@ -187,7 +188,7 @@ class Init:
                 sc.setdomainname(config["domainname"])
 
     def mount_sources(self) -> None:
-        if self.ctx.new_userns and self.runtime_is_root and mountsources.wanted(self.config):
+        if self.ctx.new_userns and self.runtime_is_root and mountsources.wanted(self.ctx.plan["mounts"]):
             self.send({"type": protocol.MOUNT_SOURCES})
             self.ctx.extra["source_trees"] = mountsources.receive_trees(self.sync)
 

@@ -3,10 +3,11 @@
 
 class InitContext:
     # A plain class, not a dataclass: importing dataclasses costs the init ~6 ms (inspect, ast).
-    def __init__(self, *, config: dict, bundle: str, rootfs: str, no_pivot: bool = False,
+    def __init__(self, *, config: dict, plan: dict, bundle: str, rootfs: str, no_pivot: bool = False,
                  console_path: str | None = None, new_userns: bool = False, new_mntns: bool = True,
                  new_netns: bool = False, new_cgroupns: bool = False, extra: dict | None = None):
         self.config = config              # the parsed config.json
+        self.plan = plan                  # what create resolved from it: {"mounts": [...], "rootfsPropagation": MS_*}
         self.bundle = bundle              # absolute bundle directory
         self.rootfs = rootfs              # absolute path of root.path (host view, before pivot_root)
         self.no_pivot = no_pivot          # --no-pivot: MS_MOVE + chroot instead of pivot_root

@@ -60,20 +60,21 @@ def load_and_validate(bundle: str) -> dict:
 
 
 def load_validate_compile(bundle: str):
-    """The config, checked, and its seccomp profile compiled into the program the init will load
-    (SeccompProgram or None): the only compile of a create."""
+    """The config, checked; its seccomp profile compiled into the program the init will load
+    (SeccompProgram or None): the only compile of a create; and the plan validation resolved (the
+    mounts, linux.rootfsPropagation: validate.check_mounts), sent to the init as data."""
     from ocirun import security, spec, validate
     log.timing("create: imports (validation)")
     config = spec.load_config(bundle)
     log.timing("create: config.json read")
     spec.validate_schema(config)
     log.timing("create: validation (schema)")
-    validate.validate(config, bundle)
+    plan = validate.validate(config, bundle)
     warnings, seccomp_program = security.validate_and_compile(config)
     for warning in warnings:
         log.warning(warning)
     log.timing("create: validation (semantic)")
-    return config, seccomp_program
+    return config, seccomp_program, plan
 
 
 def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
@@ -90,7 +91,7 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         log.timing("create: spawn init")
         if not os.path.isdir(opts.bundle):
             raise OciError(f"bundle {opts.bundle}: no such file or directory")
-        config, seccomp_program = load_validate_compile(opts.bundle)
+        config, seccomp_program, plan = load_validate_compile(opts.bundle)
         process = config.get("process")
         if not process:
             raise ConfigError("process", "a process is required to create a container")
@@ -109,7 +110,7 @@ def create_container(root: str, cid: str, opts: CreateOptions) -> st.State:
         undo.callback(_remove_dir, cdir)
         with st.lock(root, cid):
             state = _create_locked(root, cid, cdir, config, opts, undo, parent_sock, logs, init_pid, reached_hooks,
-                                   seccomp_program)
+                                   seccomp_program, plan)
         undo.pop_all()
     parent_sock.close()
     logs.close()
@@ -133,7 +134,7 @@ def start_init(preserve_fds: int, undo: "Rollback") -> tuple[_socket.socket, pro
 
 
 def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, logs, init_pid, reached_hooks,
-                   seccomp_program=None) -> st.State:
+                   seccomp_program, plan: dict) -> st.State:
     # The bundle is the caller's (trusted); its rootfs path is resolved once, here, as runc does.
     rootfs = os.path.realpath(os.path.join(opts.bundle, config["root"]["path"]))
     linux = config.get("linux") or {}
@@ -205,7 +206,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, logs, init_
     boot = {"type": protocol.BOOTSTRAP, "config": config, "bundle": opts.bundle, "rootfs": rootfs,
             "no_pivot": opts.no_pivot, "preserve_fds": opts.preserve_fds, "debug": log.is_debug(),
             "new_keyring": opts.new_keyring,
-            "seccomp": seccomp_program.to_wire() if seccomp_program is not None else None,
+            "seccomp": seccomp_program.to_wire() if seccomp_program is not None else None, "plan": plan,
             "state": {"ociVersion": config.get("ociVersion"), "id": cid, "status": st.CREATED,
                       "bundle": opts.bundle, **({"annotations": config["annotations"]} if config.get("annotations") else {})}}
     protocol.send(parent_sock, boot, send_fds)
@@ -228,7 +229,7 @@ def _create_locked(root, cid, cdir, config, opts, undo, parent_sock, logs, init_
             log.timing("create: init stage 1 done (namespaces), container pid known")
         elif kind == protocol.MOUNT_SOURCES:    # a user-namespace container's bind sources, cloned as host root
             from ocirun.linux.mountsources import send_trees
-            send_trees(parent_sock, container_pid, config, opts.bundle)
+            send_trees(parent_sock, container_pid, plan["mounts"])
         elif kind == protocol.HOOKS:
             if state.data.get("host_mounts"):     # the init has bound the rootfs: which mount is ours
                 from ocirun.linux import hostmounts

@@ -2,15 +2,16 @@
 
 Run after spec.validate_schema(), so types are already right; the checks still read the config with
 .get() and isinstance() guards so that a caller skipping the schema gets a ConfigError, not a crash.
-Every check is `check_x(config, bundle) -> None` raising ConfigError(<json path>, <message>); they only
-look at the config, the bundle and the host, never at other containers. `validate()` runs them in order.
+Every check is `check_x(config, bundle)` raising ConfigError(<json path>, <message>); they only
+look at the config, the bundle and the host, never at other containers. `validate()` runs them in order
+and returns the plan: what a check resolved for the init to consume as data (check_mounts: every
+mount and linux.rootfsPropagation, ocirun/linux/mountplan.py), so that the init parses none of it again.
 """
 import os
-import posixpath
 import stat
 
 from ocirun.errors import ConfigError
-from ocirun.linux import namespaces, procfs
+from ocirun.linux import mountplan, namespaces, procfs
 from ocirun.spec import json_path
 
 
@@ -201,21 +202,15 @@ def _check_proc_destination(i: int, dest: str, mount: dict) -> None:
         raise ConfigError(f"mounts[{i}].destination", f"cannot mount on {dest}: it is inside /proc")
 
 
-def check_mounts(config: dict, bundle: str) -> None:
-    for i, mount in enumerate(_list(config.get("mounts"))):
-        mount = _dict(mount)
-        dest = mount.get("destination")
-        if not isinstance(dest, str) or not dest:
-            raise ConfigError(f"mounts[{i}].destination", "must not be empty")
+def check_mounts(config: dict, bundle: str) -> dict:
+    """Every mount resolved into the plan's entries (mountplan.resolve: what the init could not
+    mount is refused here), and linux.rootfsPropagation as flags: {"mounts", "rootfsPropagation"}."""
+    plan = mountplan.resolve(config, bundle, "user" in namespaces_by_type(config))
+    for entry, mount in zip(plan["mounts"], _list(config.get("mounts"))):
         # config.md 1.3.0: a relative Linux destination is deprecated but still allowed and MUST be
         # taken relative to "/"; runc does the same. So compare in its absolute, normalized form.
-        normal = posixpath.normpath(posixpath.join("/", dest))
-        _check_proc_destination(i, normal, mount)
-        options = _list(mount.get("options"))
-        idmapped = "idmap" in options or "ridmap" in options
-        if idmapped and not mount.get("uidMappings") and "user" not in namespaces_by_type(config):
-            raise ConfigError(f"mounts[{i}].options",
-                              "idmap needs uidMappings/gidMappings on the mount or a user namespace")
+        _check_proc_destination(entry["index"], entry["destination"], _dict(mount))
+    return plan
 
 
 def check_namespaces(config: dict, bundle: str) -> None:
@@ -347,7 +342,11 @@ CHECKS = [
 ]
 
 
-def validate(config: dict, bundle: str) -> None:
-    """Run every check; the first failure raises ConfigError."""
+def validate(config: dict, bundle: str) -> dict:
+    """Run every check; the first failure raises ConfigError. Returns the plan (what the checks resolved)."""
+    plan: dict = {}
     for check in CHECKS:
-        check(config, bundle)
+        resolved = check(config, bundle)
+        if resolved is not None:
+            plan.update(resolved)
+    return plan

@@ -1,9 +1,9 @@
-"""The config's `mounts`: the option table, and one mount done onto an fd inside the rootfs.
+"""One mount of the plan done onto an fd inside the rootfs, in the container's init.
 
-Options follow runc's table (`runc features` lists the same names): mount(2) flags that are set or
-cleared, propagation flags applied after the mount, recursive `r*` attributes applied with
-mount_setattr(AT_RECURSIVE), the extensions tmpcopyup/idmap/ridmap, and everything else passed to the
-filesystem as data (`size=64k,mode=755`), as runc does.
+The mounts come resolved and checked by `create` (ocirun/linux/mountplan.py: destination cleaned,
+bind source joined with the bundle, options parsed); what is checked here needs the container's
+view: the destination resolved inside the rootfs (check_proc_destination on the real path), the
+bind source's type, procfs on /proc.
 
 Bind mounts use the new mount API: open_tree(OPEN_TREE_CLONE) of the source, mount_setattr on the
 detached copy (ro, nosuid, idmap...), move_mount onto the destination fd. mount_setattr only changes
@@ -24,122 +24,10 @@ from ocirun.linux.cgroups import mount as cgroupmount
 from ocirun.linux import syscalls as sc
 
 
-MS_POSIXACL = 1 << 16
-MS_I_VERSION = 1 << 23
-
-# name -> (clear, flag): mount(2) flags, as runc's specconv mountFlags.
-FLAGS = {
-    "acl": (False, MS_POSIXACL), "noacl": (True, MS_POSIXACL),
-    "async": (True, sc.MS_SYNCHRONOUS), "sync": (False, sc.MS_SYNCHRONOUS),
-    "atime": (True, sc.MS_NOATIME), "noatime": (False, sc.MS_NOATIME),
-    "bind": (False, sc.MS_BIND), "rbind": (False, sc.MS_BIND | sc.MS_REC),
-    "defaults": (False, 0),
-    "dev": (True, sc.MS_NODEV), "nodev": (False, sc.MS_NODEV),
-    "diratime": (True, sc.MS_NODIRATIME), "nodiratime": (False, sc.MS_NODIRATIME),
-    "dirsync": (False, sc.MS_DIRSYNC),
-    "exec": (True, sc.MS_NOEXEC), "noexec": (False, sc.MS_NOEXEC),
-    "iversion": (False, MS_I_VERSION), "noiversion": (True, MS_I_VERSION),
-    "lazytime": (False, sc.MS_LAZYTIME), "nolazytime": (True, sc.MS_LAZYTIME),
-    "loud": (True, sc.MS_SILENT), "silent": (False, sc.MS_SILENT),
-    "mand": (False, sc.MS_MANDLOCK), "nomand": (True, sc.MS_MANDLOCK),
-    "relatime": (False, sc.MS_RELATIME), "norelatime": (True, sc.MS_RELATIME),
-    "remount": (False, sc.MS_REMOUNT),
-    "ro": (False, sc.MS_RDONLY), "rw": (True, sc.MS_RDONLY),
-    "strictatime": (False, sc.MS_STRICTATIME), "nostrictatime": (True, sc.MS_STRICTATIME),
-    "suid": (True, sc.MS_NOSUID), "nosuid": (False, sc.MS_NOSUID),
-    "symfollow": (True, sc.MS_NOSYMFOLLOW), "nosymfollow": (False, sc.MS_NOSYMFOLLOW),
-}
-
-# A mount's propagation options, and linux.rootfsPropagation's values (rootfs.py).
-PROPAGATION = {
-    "shared": sc.MS_SHARED, "slave": sc.MS_SLAVE, "private": sc.MS_PRIVATE, "unbindable": sc.MS_UNBINDABLE,
-    "rshared": sc.MS_SHARED | sc.MS_REC, "rslave": sc.MS_SLAVE | sc.MS_REC,
-    "rprivate": sc.MS_PRIVATE | sc.MS_REC, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
-}
-
-# name -> (clear, MOUNT_ATTR_*): applied with mount_setattr(AT_RECURSIVE), as runc's recAttrFlags.
-REC_ATTRS = {
-    "rro": (False, sc.MOUNT_ATTR_RDONLY), "rrw": (True, sc.MOUNT_ATTR_RDONLY),
-    "rnosuid": (False, sc.MOUNT_ATTR_NOSUID), "rsuid": (True, sc.MOUNT_ATTR_NOSUID),
-    "rnodev": (False, sc.MOUNT_ATTR_NODEV), "rdev": (True, sc.MOUNT_ATTR_NODEV),
-    "rnoexec": (False, sc.MOUNT_ATTR_NOEXEC), "rexec": (True, sc.MOUNT_ATTR_NOEXEC),
-    "rnodiratime": (False, sc.MOUNT_ATTR_NODIRATIME), "rdiratime": (True, sc.MOUNT_ATTR_NODIRATIME),
-    "rrelatime": (False, sc.MOUNT_ATTR_RELATIME), "rnorelatime": (True, sc.MOUNT_ATTR_RELATIME),
-    "rnoatime": (False, sc.MOUNT_ATTR_NOATIME), "ratime": (True, sc.MOUNT_ATTR_NOATIME),
-    "rstrictatime": (False, sc.MOUNT_ATTR_STRICTATIME), "rnostrictatime": (True, sc.MOUNT_ATTR_STRICTATIME),
-    "rnosymfollow": (False, sc.MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
-}
-
-EXTENSIONS = ("tmpcopyup", "idmap", "ridmap")
-
-# The atime setting is an enum inside MOUNT_ATTR__ATIME, not bits: "clearing" one of its values means
-# going back to a default. As mount(8): atime/norelatime/nostrictatime mean "not that one".
-_ATIME_CLEARED = {sc.MOUNT_ATTR_NOATIME: sc.MOUNT_ATTR_RELATIME,
-                  sc.MOUNT_ATTR_RELATIME: sc.MOUNT_ATTR_STRICTATIME,
-                  sc.MOUNT_ATTR_STRICTATIME: sc.MOUNT_ATTR_RELATIME}
-
-
-class MountOptions:
-    # A plain class, not a dataclass: importing dataclasses costs the init ~6 ms (inspect, ast).
-    def __init__(self):
-        self.flags = 0             # MS_* to set
-        self.cleared = 0           # MS_* explicitly cleared by an option (rw, suid, exec...)
-        self.propagation = []      # MS_SHARED|MS_REC ..., in order
-        self.rec_set = 0           # MOUNT_ATTR_* set recursively
-        self.rec_clr = 0           # MOUNT_ATTR_* cleared recursively
-        self.data = []             # unknown options, for the filesystem
-        self.tmpcopyup = False
-        self.idmap = False
-        self.ridmap = False
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, MountOptions) and vars(self) == vars(other)
-
-    def __repr__(self) -> str:
-        return f"MountOptions({vars(self)})"
-
-    @property
-    def bind(self) -> bool:
-        return bool(self.flags & sc.MS_BIND)
-
-    @property
-    def recursive(self) -> bool:
-        return bool(self.flags & sc.MS_REC)
-
-    def data_text(self) -> str | None:
-        return ",".join(self.data) or None
-
-
-def _set_or_clear(wanted: int, cleared: int, bits: int, clear: bool) -> tuple[int, int]:
-    """One option's bits into a (set, cleared) pair: the later of two opposite options wins."""
-    if clear:
-        return wanted & ~bits, cleared | bits
-    return wanted | bits, cleared & ~bits
-
-
-def parse_options(options: list[str]) -> MountOptions:
-    """Turn a mount's options into flags; a later option wins over an earlier opposite one."""
-    o = MountOptions()
-    for opt in options or []:
-        if opt in FLAGS:
-            clear, flag = FLAGS[opt]
-            o.flags, o.cleared = _set_or_clear(o.flags, o.cleared, flag, clear)
-        elif opt in PROPAGATION:
-            o.propagation.append(PROPAGATION[opt])
-        elif opt in REC_ATTRS:
-            clear, attr = REC_ATTRS[opt]
-            if attr in _ATIME_CLEARED or attr == sc.MOUNT_ATTR_RELATIME:
-                # atime values are an enum: setting one means clearing the whole field first
-                value = _ATIME_CLEARED[attr] if clear else attr
-                o.rec_set = (o.rec_set & ~sc.MOUNT_ATTR__ATIME) | value
-                o.rec_clr |= sc.MOUNT_ATTR__ATIME
-            else:
-                o.rec_set, o.rec_clr = _set_or_clear(o.rec_set, o.rec_clr, attr, clear)
-        elif opt in EXTENSIONS:
-            setattr(o, opt, True)
-        else:
-            o.data.append(opt)
-    return o
+# The option tables and their parsing are the plan's (create resolves every mount once); the names
+# stay importable from here.
+from ocirun.linux.mountplan import (EXTENSIONS, FLAGS, PROPAGATION, REC_ATTRS,  # noqa: F401
+                                    MountOptions, parse_options)
 
 
 def bind_attrs(o: MountOptions) -> tuple[int, int]:
@@ -242,16 +130,14 @@ def userns_fd_for(uid_mappings: list[dict], gid_mappings: list[dict]) -> int:
         os.waitpid(pid, 0)
 
 
-def idmap_userns(m: dict, where: str, container_userns: str | None) -> int:
+def idmap_userns(req: "MountRequest", container_userns: str | None) -> int:
     """The user namespace fd of an idmapped mount: one with the mount's own mappings, else the
-    container's (container_userns: its /proc/<pid>/ns/user path, None without one)."""
-    uids, gids = m.get("uidMappings"), m.get("gidMappings")
-    if bool(uids) != bool(gids):
-        raise ConfigError(where, "uidMappings and gidMappings must be given together")
-    if uids:
-        return userns_fd_for(uids, gids)
+    container's (container_userns: its /proc/<pid>/ns/user path, None without one). The plan has
+    refused mappings given by halves and an idmap with neither (mountplan.resolve_mount)."""
+    if req.uid_mappings:
+        return userns_fd_for(req.uid_mappings, req.gid_mappings)
     if not container_userns:
-        raise ConfigError(where, "idmap needs uidMappings/gidMappings or a container user namespace")
+        raise OciError(f"{req.where}: idmap without mappings needs the container's user namespace")
     return os.open(container_userns, os.O_RDONLY | os.O_CLOEXEC)
 
 
@@ -263,34 +149,32 @@ FUSE_SUPER_MAGIC = 0x65735546
 
 
 class MountRequest:
-    """One entry of `mounts`, normalized."""
+    """One entry of `mounts`, as the plan resolved it (from_plan), plus the tree of its source."""
 
     def __init__(self, index: int, destination: str, fstype: str | None, source: str | None,
-                 options: MountOptions, raw: dict):
+                 options: MountOptions, uid_mappings: list | None = None, gid_mappings: list | None = None):
         self.index, self.destination, self.fstype = index, destination, fstype
-        self.source, self.options, self.raw = source, options, raw
+        self.source, self.options = source, options
+        self.uid_mappings, self.gid_mappings = uid_mappings, gid_mappings
         self.tree: int | None = None   # the source already cloned by the runtime (mountsources.py)
+
+    @classmethod
+    def from_plan(cls, entry: dict) -> "MountRequest":
+        """From an entry of the plan's "mounts" (mountplan.resolve_mount)."""
+        return cls(entry["index"], entry["destination"], entry["type"], entry["source"],
+                   MountOptions.from_plan(entry["options"]), entry["uidMappings"], entry["gidMappings"])
 
     @property
     def where(self) -> str:
         return f"mounts[{self.index}] (destination {self.destination})"
 
+    @property
+    def idmapped(self) -> bool:
+        return bool(self.options.idmap or self.options.ridmap or self.uid_mappings)
 
-def request(index: int, m: dict, bundle: str) -> MountRequest:
-    dest = m.get("destination")
-    if not dest:
-        raise ConfigError(f"mounts[{index}].destination", "must not be empty")
-    # a relative destination is relative to "/" (config.md; deprecated but allowed): clean() roots it
-    o = parse_options(m.get("options") or [])
-    fstype = m.get("type") or None
-    if fstype == "bind":
-        o.flags |= sc.MS_BIND
-    source = m.get("source")
-    if o.bind:
-        if not source:
-            raise ConfigError(f"mounts[{index}].source", "a bind mount needs a source")
-        source = os.path.join(bundle, source)  # relative sources are relative to the bundle
-    return MountRequest(index, safepath.clean(dest), fstype, source, o, m)
+
+def requests(plan_mounts: list) -> list:
+    return [MountRequest.from_plan(entry) for entry in plan_mounts]
 
 
 def check_proc_destination(req: MountRequest, real_dest: str | None) -> None:
@@ -349,8 +233,8 @@ def clone_source(req: MountRequest, container_userns: str | None) -> int:
     flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | (sc.AT_RECURSIVE if o.recursive else 0)
     tree = sc.open_tree(-100, req.source, flags, label=f"src={req.source}")  # AT_FDCWD: a host path
     try:
-        if o.idmap or o.ridmap or req.raw.get("uidMappings"):
-            userns = idmap_userns(req.raw, f"mounts[{req.index}]", container_userns)
+        if req.idmapped:
+            userns = idmap_userns(req, container_userns)
             try:
                 sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if o.ridmap else 0),
                                  sc.MOUNT_ATTR_IDMAP, 0, 0, userns,
@@ -393,8 +277,6 @@ def fs_mount(req: MountRequest, target_fd: int, data: str | None) -> None:
     flags = o.flags & ~(sc.MS_BIND | sc.MS_REC)
     if readonly_later(req):
         flags &= ~sc.MS_RDONLY
-    if o.idmap or o.ridmap or req.raw.get("uidMappings"):
-        raise ConfigError(f"mounts[{req.index}].options", "idmap is only supported for bind mounts")
     source = req.source or req.fstype or "none"
     sc.mount(source, safepath.fd_path(target_fd), req.fstype, flags, data, label=req.destination)
 
@@ -500,7 +382,7 @@ def _mount_one(req: MountRequest, root_fd: int, ctx) -> None:
                     o = parse_options(["rbind", "nosuid", "noexec", "nodev"]
                                       + (["ro"] if req.options.flags & sc.MS_RDONLY else []))
                     try:
-                        bind_mount(MountRequest(req.index, req.destination, None, host, o, {}), target, in_userns)
+                        bind_mount(MountRequest(req.index, req.destination, None, host, o), target, in_userns)
                     except SyscallError:
                         raise e from None
                 else:

@@ -27,15 +27,13 @@ from ocirun.linux import mounts
 from ocirun.linux import syscalls as sc
 
 
-def bind_requests(config: dict, bundle: str) -> list:
-    reqs = (mounts.request(i, m, bundle) for i, m in enumerate(config.get("mounts") or []))
-    return [r for r in reqs if r.options.bind]
+def bind_requests(plan_mounts: list) -> list:
+    return [r for r in mounts.requests(plan_mounts) if r.options.bind]
 
 
-def wanted(config: dict) -> bool:
-    """Whether the config has a bind mount (the init then asks for the trees)."""
-    return any("bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
-               or m.get("type") == "bind" for m in config.get("mounts") or [])
+def wanted(plan_mounts: list) -> bool:
+    """Whether the plan has a bind mount (the init then asks for the trees)."""
+    return any(m["options"]["flags"] & sc.MS_BIND for m in plan_mounts)
 
 
 def wants_host_peer(req) -> bool:
@@ -44,14 +42,10 @@ def wants_host_peer(req) -> bool:
     return req.options.bind and any(p & sc.MS_SHARED for p in req.options.propagation)
 
 
-def host_peers_wanted(config: dict) -> bool:
-    """Stage 1: whether some bind asks to be shared (wants_host_peer, read from the raw options)."""
-    for m in config.get("mounts") or []:
-        opts = m.get("options") or []
-        if (("bind" in opts or "rbind" in opts or m.get("type") == "bind")
-                and ("shared" in opts or "rshared" in opts)):
-            return True
-    return False
+def host_peers_wanted(plan_mounts: list) -> bool:
+    """Stage 1: whether some bind of the plan asks to be shared (wants_host_peer)."""
+    return any(m["options"]["flags"] & sc.MS_BIND and any(p & sc.MS_SHARED for p in m["options"]["propagation"])
+               for m in plan_mounts)
 
 
 def clone_in_runtime_ns(req, runtime_mntns: int) -> int:
@@ -91,7 +85,7 @@ def clone_in_runtime_ns(req, runtime_mntns: int) -> int:
     raise OciError(f"{req.where}: {detail}")
 
 
-def clone_in_container(pid: int, config: dict, bundle: str) -> list[tuple[int, int]]:
+def clone_in_container(pid: int, plan_mounts: list) -> list[tuple[int, int]]:
     """(index, tree fd) of every bind source, cloned in the mount namespace of `pid` (the container's
     init). Call in a process of its own: it stays in that namespace."""
     mntns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
@@ -100,7 +94,7 @@ def clone_in_container(pid: int, config: dict, bundle: str) -> list[tuple[int, i
     finally:
         os.close(mntns)
     trees = []
-    for req in bind_requests(config, bundle):
+    for req in bind_requests(plan_mounts):
         try:
             trees.append((req.index, mounts.clone_source(req, f"/proc/{pid}/ns/user")))
         except SyscallError as e:
@@ -108,13 +102,13 @@ def clone_in_container(pid: int, config: dict, bundle: str) -> list[tuple[int, i
     return trees
 
 
-def send_trees(sock, pid: int, config: dict, bundle: str) -> None:
+def send_trees(sock, pid: int, plan_mounts: list) -> None:
     """In `create`, asked by the init: a forked helper clones the sources and sends them to the init
     on `sock` (or an error message); the helper's own failure to say anything becomes an error."""
     helper = os.fork()
     if helper == 0:
         def clone_and_send() -> None:
-            trees = clone_in_container(pid, config, bundle)
+            trees = clone_in_container(pid, plan_mounts)
             step = protocol.MAX_FDS
             for i in range(0, max(len(trees), 1), step):
                 batch = trees[i:i + step]

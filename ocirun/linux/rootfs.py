@@ -17,24 +17,13 @@ import errno
 import os
 import stat
 
-from ocirun.errors import ConfigError, OciError, SyscallError
+from ocirun.errors import OciError, SyscallError
 from ocirun.linux import devices, lsm, mounts, mountsources, safepath
 from ocirun.linux import syscalls as sc
 
 
 def _linux(ctx) -> dict:
     return ctx.config.get("linux") or {}
-
-
-def _root_propagation(ctx) -> int:
-    value = _linux(ctx).get("rootfsPropagation")
-    if not value:
-        return 0
-    flag = mounts.PROPAGATION.get(value)
-    if flag is None:
-        raise ConfigError("linux.rootfsPropagation", f"unknown propagation {value!r} (want one of "
-                          f"{', '.join(mounts.PROPAGATION)})")
-    return flag
 
 
 def needs_dev_setup(reqs: list) -> bool:
@@ -64,7 +53,10 @@ def check_procfs(root_fd: int) -> None:
 
 
 def prepare_rootfs(ctx) -> None:
-    """Propagation, the rootfs bind, the config's mounts in order, then /dev (devices, links, console)."""
+    """Propagation, the rootfs bind, the plan's mounts in order, then /dev (devices, links, console).
+
+    The mounts and linux.rootfsPropagation come resolved and checked by `create` (ctx.plan, made by
+    validate.check_mounts with ocirun/linux/mountplan.py): config["mounts"] is not read here."""
     trees = ctx.extra.pop("source_trees", None) or {}   # bind sources the runtime cloned (mountsources.py)
     # The runtime's mount namespace (stage 1 opened it: a new one, no user namespace, a bind asking
     # to be shared): such a bind is cloned there, so it is a peer of its shared host source even
@@ -73,11 +65,10 @@ def prepare_rootfs(ctx) -> None:
     runtime_mntns = ctx.extra.pop("runtime_mntns", None)
     reqs = []
     try:
-        root_prop = _root_propagation(ctx)  # validated before any side effect
-        reqs = [mounts.request(i, m, ctx.bundle) for i, m in enumerate(ctx.config.get("mounts") or [])]
+        reqs = mounts.requests(ctx.plan["mounts"])
         for req in reqs:
             req.tree = trees.pop(req.index, None)
-        _prepare_rootfs(ctx, reqs, root_prop, runtime_mntns)
+        _prepare_rootfs(ctx, reqs, ctx.plan["rootfsPropagation"], runtime_mntns)
     finally:
         if runtime_mntns is not None:
             os.close(runtime_mntns)
@@ -177,7 +168,7 @@ def enter_rootfs(ctx) -> None:
             os.close(old_root)
             os.close(new_root)
     os.chdir("/")
-    prop = _root_propagation(ctx)
+    prop = ctx.plan["rootfsPropagation"]
     if prop:
         sc.mount(None, "/", None, prop, label="/ (linux.rootfsPropagation)")
 

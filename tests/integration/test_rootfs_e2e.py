@@ -248,3 +248,33 @@ def test_a_failed_create_leaves_the_host_mount_table_unchanged(ocirun, hostdir):
     proc = ocirun("create", "-b", ocirun.bundle(config), cid("c1"))
     assert proc.returncode == 1 and "mounts[8]" in proc.stderr, proc.stderr
     assert _host_mounts() == before
+
+
+# --- refused by create, before the init mounts anything (the plan: validate.check_mounts) -------------
+
+IDMAP = [{"containerID": 0, "hostID": 1000, "size": 1}]
+
+
+@pytest.mark.parametrize("mount,rootfs_propagation,needle", [
+    ({"destination": "/data", "type": "bind"}, None, "mounts[7].source: a bind mount needs a source"),
+    ({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}, None,
+     "mounts[7].options: idmap is only supported for bind mounts"),
+    ({"destination": "/data", "source": "/tmp", "options": ["rbind"], "uidMappings": IDMAP}, None,
+     "mounts[7]: 'gidMappings' is a dependency of 'uidMappings'"),    # (the schema's)
+    ({"destination": "/data", "source": "/tmp", "options": ["rbind", "idmap"]}, None,
+     "mounts[7].options: idmap needs uidMappings/gidMappings on the mount or a user namespace"),
+    (None, "sideways", "linux.rootfsPropagation: 'sideways' is not one of"),     # (the schema's enum)
+])
+def test_a_mount_the_init_could_not_make_is_refused_by_create(ocirun, mount, rootfs_propagation, needle):
+    """The parent resolves every mount once: one line naming the JSON path, and nothing left (no
+    container directory, no cgroup, no init)."""
+    from tests.integration.test_process import assert_create_fails
+    config = base_config()
+    if mount is not None:
+        assert len(config["mounts"]) == 7
+        config["mounts"].append(mount)
+    if rootfs_propagation is not None:
+        config["linux"]["rootfsPropagation"] = rootfs_propagation
+    c = cid("cplan")
+    assert_create_fails(ocirun, config, needle, cid=c)
+    assert not os.path.exists(f"/sys/fs/cgroup/{c}")

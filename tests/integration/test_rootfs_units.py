@@ -20,6 +20,7 @@ import pytest
 from ocirun.init import STAGE2_STEPS, Init
 from ocirun.initctx import InitContext
 from ocirun.linux import syscalls as sc
+from ocirun.linux import mountplan
 
 pytestmark = pytest.mark.root
 
@@ -160,7 +161,10 @@ def _init(bundle, config, script, no_pivot, console, timeout, userns, cgroupns):
     try:
         signal.alarm(timeout)  # survives execve: a hung container is killed
         it = Init(None, {"config": config})
-        it.ctx = InitContext(config=config, bundle=bundle, rootfs=os.path.join(bundle, "rootfs"),
+        # the plan create would send (its checks raise here: SETUP-ERROR, as the init's did); not
+        # validate's lexical /proc checks: the init's own, on the resolved path, are tested here
+        plan = mountplan.resolve(config, bundle, has_userns=userns)
+        it.ctx = InitContext(config=config, plan=plan, bundle=bundle, rootfs=os.path.join(bundle, "rootfs"),
                              no_pivot=no_pivot, console_path=console, new_userns=userns, new_cgroupns=cgroupns)
         it.run_steps(ROOTFS_STEPS)
         os.execve("/bin/sh", ["sh", "-c", script], {"PATH": "/bin"})
@@ -725,7 +729,7 @@ def test_idmap_without_mappings_or_userns_is_an_error(bundle, volume):
     config = make_config()
     config["mounts"].append({"destination": "/data/idm", "type": "bind", "source": "vol", "options": ["bind", "idmap"]})
     err = setup_error(run_container(bundle, config, "true"))
-    assert err.startswith("mounts[6]: idmap needs uidMappings/gidMappings or a container user namespace")
+    assert err.startswith("mounts[6].options: idmap needs uidMappings/gidMappings on the mount or a user namespace")
 
 
 def test_only_procfs_on_proc(bundle):

@@ -6,9 +6,11 @@ import subprocess
 import pytest
 
 from ocirun.errors import ConfigError
-from ocirun.linux import mounts
+from ocirun.linux import mountplan, mounts
 from ocirun.linux import syscalls as sc
-from ocirun.linux.mounts import bind_attrs, parse_options, request
+from ocirun.linux import safepath
+from ocirun.linux.mountplan import resolve_mount, root_propagation
+from ocirun.linux.mounts import MountRequest, bind_attrs, parse_options
 
 
 def test_plain_flags():
@@ -16,7 +18,7 @@ def test_plain_flags():
                        "nodiratime", "nosymfollow", "lazytime", "iversion", "silent", "acl"])
     assert o.flags == (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_SYNCHRONOUS
                        | sc.MS_DIRSYNC | sc.MS_MANDLOCK | sc.MS_NOATIME | sc.MS_NODIRATIME | sc.MS_NOSYMFOLLOW
-                       | sc.MS_LAZYTIME | mounts.MS_I_VERSION | sc.MS_SILENT | mounts.MS_POSIXACL)
+                       | sc.MS_LAZYTIME | mountplan.MS_I_VERSION | sc.MS_SILENT | mountplan.MS_POSIXACL)
     assert o.cleared == 0 and o.data == [] and o.propagation == []
 
 
@@ -41,8 +43,8 @@ def test_single_flag(name, flag):
                                           ("diratime", sc.MS_NODIRATIME), ("norelatime", sc.MS_RELATIME),
                                           ("nostrictatime", sc.MS_STRICTATIME), ("nomand", sc.MS_MANDLOCK),
                                           ("symfollow", sc.MS_NOSYMFOLLOW), ("loud", sc.MS_SILENT),
-                                          ("nolazytime", sc.MS_LAZYTIME), ("noiversion", mounts.MS_I_VERSION),
-                                          ("noacl", mounts.MS_POSIXACL)])
+                                          ("nolazytime", sc.MS_LAZYTIME), ("noiversion", mountplan.MS_I_VERSION),
+                                          ("noacl", mountplan.MS_POSIXACL)])
 def test_clearing_options(name, cleared):
     o = parse_options([name])
     assert o.flags == 0 and o.cleared == cleared
@@ -107,6 +109,11 @@ def test_every_option_runc_lists_is_known():
         assert parse_options([name]).data == []
 
 
+def request(index: int, m: dict, bundle: str, has_userns: bool = False) -> MountRequest:
+    """The init's request for an entry, as create resolved it into the plan."""
+    return MountRequest.from_plan(resolve_mount(index, m, bundle, has_userns))
+
+
 def test_request_normalizes():
     r = request(3, {"destination": "/data/../x//y/", "type": "bind", "source": "vol", "options": ["ro"]}, "/b")
     assert r.destination == "/x/y" and r.source == "/b/vol" and r.options.bind
@@ -117,14 +124,63 @@ def test_request_normalizes():
     assert r.source == "proc" and not r.options.bind  # non-bind sources are not bundle paths
     # config.md: a relative destination is relative to "/" (validation agrees)
     assert request(0, {"destination": "run/x/../y", "type": "tmpfs"}, "/b").destination == "/run/y"
+    assert request(0, {"destination": "a//b/", "type": "tmpfs"}, "/b").destination == safepath.clean("a//b/")
 
 
-@pytest.mark.parametrize("m,path", [({"type": "tmpfs"}, "mounts[2].destination"),
-                                    ({"destination": "/x", "type": "bind"}, "mounts[2].source")])
-def test_request_errors(m, path):
+def test_plan_entries_are_plain_data_the_init_rebuilds_the_same():
+    """What the parent sends is JSON (lists, ints, bools, strings): the init's MountOptions equal
+    the parsed ones, and mappings go along."""
+    m = {"destination": "/v", "type": "bind", "source": "vol",
+         "options": ["rbind", "ro", "rshared", "rnoatime", "idmap", "size=1k"],
+         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+         "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 1}]}
+    entry = resolve_mount(1, m, "/b", False)
+    assert json.loads(json.dumps(entry)) == entry
+    r = MountRequest.from_plan(json.loads(json.dumps(entry)))
+    expect = parse_options(m["options"])
+    expect.flags |= sc.MS_BIND
+    assert r.options == expect and r.idmapped and r.uid_mappings == m["uidMappings"]
+    assert not request(0, {"destination": "/t", "type": "tmpfs"}, "/b").idmapped
+
+
+IDMAPS = [{"containerID": 0, "hostID": 1000, "size": 1}]
+
+
+@pytest.mark.parametrize("m,path,text", [
+    ({"type": "tmpfs"}, "mounts[2].destination", "must not be empty"),
+    ({"destination": "/x", "type": "bind"}, "mounts[2].source", "a bind mount needs a source"),
+    ({"destination": "/x", "type": "tmpfs", "options": ["idmap"]}, "mounts[2].options",
+     "idmap is only supported for bind mounts"),
+    ({"destination": "/x", "type": "tmpfs", "uidMappings": IDMAPS, "gidMappings": IDMAPS}, "mounts[2].options",
+     "idmap is only supported for bind mounts"),
+    ({"destination": "/x", "source": "v", "options": ["bind"], "uidMappings": IDMAPS}, "mounts[2].gidMappings",
+     "uidMappings and gidMappings must be given together"),
+    ({"destination": "/x", "source": "v", "options": ["bind", "idmap"], "gidMappings": IDMAPS},
+     "mounts[2].uidMappings", "uidMappings and gidMappings must be given together"),
+    ({"destination": "/x", "source": "v", "options": ["rbind", "ridmap"]}, "mounts[2].options",
+     "idmap needs uidMappings/gidMappings on the mount or a user namespace"),
+])
+def test_request_errors(m, path, text):
     with pytest.raises(ConfigError) as e:
         request(2, m, "/b")
-    assert e.value.path == path
+    assert (e.value.path, str(e.value)) == (path, f"{path}: {text}")
+
+
+def test_idmap_without_mappings_takes_the_container_user_namespace():
+    r = request(0, {"destination": "/x", "source": "v", "options": ["bind", "idmap"]}, "/b", has_userns=True)
+    assert r.idmapped and r.uid_mappings is None
+
+
+@pytest.mark.parametrize("value,flags", [(None, 0), ("", 0), ("rslave", sc.MS_SLAVE | sc.MS_REC),
+                                         ("shared", sc.MS_SHARED), ("unbindable", sc.MS_UNBINDABLE)])
+def test_root_propagation(value, flags):
+    assert root_propagation(value) == flags
+
+
+def test_root_propagation_unknown():
+    with pytest.raises(ConfigError) as e:
+        root_propagation("sideways")
+    assert str(e.value).startswith("linux.rootfsPropagation: unknown propagation 'sideways' (want one of shared, ")
 
 
 def test_mount_label_without_selinux(monkeypatch):

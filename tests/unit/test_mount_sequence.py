@@ -17,6 +17,8 @@ from ocirun import init
 from ocirun.defaultspec import example_spec, to_rootless
 from ocirun.initctx import InitContext
 from ocirun.linux import rootfs
+from ocirun.linux import syscalls as sc
+from ocirun.validate import check_mounts    # the plan create sends the init
 from tests.syscallrecorder import Recorder
 
 # What the faked proc and sysfs mounts would show: targets for maskedPaths and readonlyPaths.
@@ -45,8 +47,8 @@ def rootless_config() -> dict:
 
 
 def record_rootfs(bundle: str, config: dict, *, new_userns=False, new_mntns=True, **recorder) -> Recorder:
-    ctx = InitContext(config=config, bundle=bundle, rootfs=os.path.join(bundle, "rootfs"),
-                      new_userns=new_userns, new_mntns=new_mntns)
+    ctx = InitContext(config=config, plan=check_mounts(config, bundle), bundle=bundle,
+                      rootfs=os.path.join(bundle, "rootfs"), new_userns=new_userns, new_mntns=new_mntns)
     with Recorder(ctx.rootfs, **recorder) as rec:
         rootfs.prepare_rootfs(ctx)
         rootfs.enter_rootfs(ctx)
@@ -144,7 +146,8 @@ def test_sysfs_refused_in_a_user_namespace_becomes_a_bind(bundle):
     """No network namespace of its own: sysfs can not be mounted (EPERM), the host's /sys is bound."""
     config = default_config()
     config["linux"]["namespaces"].append({"type": "user"})
-    ctx = InitContext(config=config, bundle=bundle, rootfs=os.path.join(bundle, "rootfs"), new_userns=True)
+    ctx = InitContext(config=config, plan=check_mounts(config, bundle), bundle=bundle,
+                      rootfs=os.path.join(bundle, "rootfs"), new_userns=True)
     with Recorder(ctx.rootfs) as rec:
         rec.fail("mount", errno.EPERM, when=lambda text: "type=sysfs" in text)
         rootfs.prepare_rootfs(ctx)
@@ -188,6 +191,39 @@ def test_rootfs_propagation_and_a_shared_parent(bundle):
     assert lines[after] == "mount / (linux.rootfsPropagation) flags=MS_SHARED"
 
 
+def test_the_init_mounts_the_plan_not_the_config_s_mounts(bundle):
+    """The plan create sent is what the rootfs step mounts (config["mounts"] is not parsed again):
+    a config whose mounts are gone, or invalid, after validation mounts the plan's; a mount only in
+    the plan is made; linux.rootfsPropagation comes from the plan too."""
+    config = default_config()
+    plan = check_mounts(config, bundle)
+    config["mounts"] = [{"destination": "", "type": "bind"}]     # the init would refuse this one
+    config["linux"]["rootfsPropagation"] = "sideways"
+    extra = dict(check_mounts({"mounts": [{"destination": "tmp//x/..", "type": "tmpfs", "source": "t",
+                                           "options": ["ro", "size=1k"]}]}, bundle)["mounts"][0], index=7)
+    plan["mounts"].append(extra)
+    plan["rootfsPropagation"] = sc.MS_PRIVATE | sc.MS_REC
+    ctx = InitContext(config=config, plan=plan, bundle=bundle, rootfs=os.path.join(bundle, "rootfs"))
+    with Recorder(ctx.rootfs) as rec:
+        rootfs.prepare_rootfs(ctx)
+        rootfs.enter_rootfs(ctx)
+        rootfs.finalize_rootfs(ctx)
+    assert rec.lines()[:2 + len(MOUNTS) + 1] == (
+        ["mount / (linux.rootfsPropagation) flags=MS_REC|MS_PRIVATE"] + PROPAGATION[1:] + MOUNTS
+        + ["mount /tmp type=tmpfs src=t flags=0 data=size=1k"])
+    assert "mount_setattr /tmp (ro) set=MOUNT_ATTR_RDONLY AT_EMPTY_PATH" in rec.lines()
+    assert rec.lines()[rec.index("umount2 . MNT_DETACH") + 1] == "mount / (linux.rootfsPropagation) flags=MS_REC|MS_PRIVATE"
+
+
+def test_the_init_steps_take_the_plan_from_the_bootstrap(bundle, monkeypatch):
+    """record_init's boot carries the plan; without config["mounts"] the init still mounts it."""
+    config = default_config()
+    plan = check_mounts(config, bundle)
+    del config["mounts"]
+    rec = record_init(bundle, config, monkeypatch, plan=plan)
+    assert [str(c) for c in rec.calls if c.step == "rootfs"][:len(PROPAGATION) + len(MOUNTS)] == PROPAGATION + MOUNTS
+
+
 def test_without_a_mount_namespace_the_init_chroots(bundle):
     config = default_config()
     config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "mount"]
@@ -209,9 +245,9 @@ RECORDED_STEPS = ("join namespaces", "user namespace", "unshare", "session", "ke
                   "hostname", "rootfs", "pivot", "sysctl", "cwd", "finalize", "process settings")
 
 
-def record_init(bundle: str, config: dict, monkeypatch) -> Recorder:
-    boot = {"config": config, "bundle": bundle, "rootfs": os.path.join(bundle, "rootfs"),
-            "state": {"id": "c1"}}
+def record_init(bundle: str, config: dict, monkeypatch, plan: dict | None = None) -> Recorder:
+    boot = {"config": config, "plan": plan or check_mounts(config, bundle), "bundle": bundle,
+            "rootfs": os.path.join(bundle, "rootfs"), "state": {"id": "c1"}}
     it = init.Init(None, boot)
     steps = [(name, step) for name, step in init.STAGE1_STEPS + init.STAGE2_STEPS if name in RECORDED_STEPS]
     assert [name for name, _ in steps] == list(RECORDED_STEPS)

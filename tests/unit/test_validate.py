@@ -208,6 +208,40 @@ def test_mount_idmap_needs_mappings_or_userns(config, bundle):
     v.check_mounts(config, bundle)
 
 
+def test_check_mounts_resolves_the_plan(config, bundle):
+    """The plan the init mounts from: every entry in order, destinations cleaned, bind sources in
+    the bundle, options parsed; linux.rootfsPropagation as flags; validate() returns it."""
+    from ocirun.linux import syscalls as sc
+    config["mounts"].append({"destination": "data//x/", "type": "bind", "source": "vol", "options": ["ro", "rshared"]})
+    config["linux"]["rootfsPropagation"] = "rslave"
+    plan = v.check_mounts(config, bundle)
+    assert [m["index"] for m in plan["mounts"]] == list(range(len(config["mounts"])))
+    last = plan["mounts"][-1]
+    assert (last["destination"], last["source"], last["type"]) == ("/data/x", os.path.join(bundle, "vol"), "bind")
+    assert last["options"]["flags"] == sc.MS_BIND | sc.MS_RDONLY
+    assert last["options"]["propagation"] == [sc.MS_SHARED | sc.MS_REC]
+    assert plan["rootfsPropagation"] == sc.MS_SLAVE | sc.MS_REC
+    assert v.validate(config, bundle) == plan
+
+
+@pytest.mark.parametrize("mount,error", [
+    ({"destination": "/data", "type": "bind"}, "mounts[2].source: a bind mount needs a source"),
+    ({"destination": "/data", "type": "tmpfs", "options": ["idmap"]},
+     "mounts[2].options: idmap is only supported for bind mounts"),
+    ({"destination": "/data", "source": "/x", "options": ["bind"], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]},
+     "mounts[2].gidMappings: uidMappings and gidMappings must be given together"),
+])
+def test_mounts_the_init_could_not_make_are_refused(config, bundle, mount, error):
+    config["mounts"].append(mount)
+    assert error_of(v.check_mounts, config, bundle) == error
+
+
+def test_rootfs_propagation_unknown(config, bundle):
+    config["linux"]["rootfsPropagation"] = "sideways"
+    assert error_of(v.check_mounts, config, bundle).startswith(
+        "linux.rootfsPropagation: unknown propagation 'sideways' (want one of ")
+
+
 # --- namespaces ---------------------------------------------------------------------------------
 
 def test_namespace_unknown_type(config, bundle):
