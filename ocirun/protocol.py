@@ -25,7 +25,7 @@ from ocirun import log
 from ocirun.errors import OciError
 
 # Message types: plain strings, not an enum (enum costs ~1.5 ms of every create and exec).
-BOOTSTRAP = "bootstrap"         # parent -> init: config and options; fds: exec.fifo (O_PATH), [console socket]
+BOOTSTRAP = "bootstrap"         # parent -> init: config, options, plan, seccomp; fds: exec.fifo (O_PATH), [console socket]
 EXEC = "exec"                   # parent -> exec helper: the process plan; fds: namespaces, [console socket]
 USERNS_MAP = "userns_map"       # init stage 1 -> parent: write my uid/gid maps; answered ACK
 CHILD_PID = "child_pid"         # init stage 1, exec helper -> parent: {pid}, the container process (host view)
