@@ -44,6 +44,38 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _int_from(value, low: int, high: int, path: str) -> int:
+    if not _is_int(value) or not low <= value <= high:
+        raise ConfigError(path, f"must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _u64(value, path: str) -> int:
+    if not _is_int(value) or not 0 <= value < _U64:
+        raise ConfigError(path, f"must be an unsigned 64-bit integer, got {value!r}")
+    return value
+
+
+def _object_naming(value, path: str, key: str, names: dict, what: str) -> str:
+    """value[key] of a setting that must be an object naming one of `names` (a class, a policy, a mode)."""
+    if not isinstance(value, dict):
+        raise ConfigError(path, "must be an object")
+    name = value.get(key)
+    if name not in names:
+        raise ConfigError(f"{path}.{key}", f"unknown {what} {name!r}")
+    return name
+
+
+def _flag_bits(flags, path: str, bits: dict, what: str) -> int:
+    """The OR of the named flags' bits; flags may be absent."""
+    out = 0
+    for i, flag in enumerate(flags or ()):
+        if flag not in bits:
+            raise ConfigError(f"{path}[{i}]", f"unknown {what} {flag!r}")
+        out |= bits[flag]
+    return out
+
+
 def _rlim(value: int) -> int:
     # uint64 in config.json; everything from 2**63 up is RLIM_INFINITY for the kernel's rlim_t
     # (which is what runc passes on), and Python's resource module spells that as RLIM_INFINITY.
@@ -67,11 +99,7 @@ def parse_rlimits(rlimits, path: str = "process.rlimits") -> list[tuple[int, str
         if name in seen:
             raise ConfigError(f"{epath}.type", f"duplicated rlimit type {name}")
         seen.add(name)
-        for key in ("soft", "hard"):
-            value = entry.get(key)
-            if not _is_int(value) or not 0 <= value < _U64:
-                raise ConfigError(f"{epath}.{key}", f"must be an unsigned 64-bit integer, got {value!r}")
-        soft, hard = entry["soft"], entry["hard"]
+        soft, hard = _u64(entry.get("soft"), f"{epath}.soft"), _u64(entry.get("hard"), f"{epath}.hard")
         if min(soft, 1 << 63) > min(hard, 1 << 63):
             raise ConfigError(epath, f"soft limit {soft} is greater than hard limit {hard}")
         out.append((RLIMITS[name], name, _rlim(soft), _rlim(hard)))
@@ -91,11 +119,7 @@ def set_rlimits(limits: list[tuple[int, str, int, int]]) -> None:
 # --- oom_score_adj -------------------------------------------------------------------------------
 
 def parse_oom_score_adj(value, path: str = "process.oomScoreAdj") -> int | None:
-    if value is None:
-        return None
-    if not _is_int(value) or not -1000 <= value <= 1000:
-        raise ConfigError(path, f"must be an integer from -1000 to 1000, got {value!r}")
-    return value
+    return None if value is None else _int_from(value, -1000, 1000, path)
 
 
 def set_oom_score_adj(value: int | None) -> None:
@@ -137,14 +161,8 @@ def parse_io_priority(value, path: str = "process.ioPriority") -> int | None:
     """The ioprio value (class << 13 | level)."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ConfigError(path, "must be an object")
-    cls = value.get("class")
-    if cls not in IOPRIO_CLASSES:
-        raise ConfigError(f"{path}.class", f"unknown I/O priority class {cls!r}")
-    level = value.get("priority")
-    if not _is_int(level) or not 0 <= level <= 7:
-        raise ConfigError(f"{path}.priority", f"must be an integer from 0 to 7, got {level!r}")
+    cls = _object_naming(value, path, "class", IOPRIO_CLASSES, "I/O priority class")
+    level = _int_from(value.get("priority"), 0, 7, f"{path}.priority")
     return IOPRIO_CLASSES[cls] << syscalls.IOPRIO_CLASS_SHIFT | level
 
 
@@ -182,33 +200,19 @@ def parse_scheduler(value, path: str = "process.scheduler") -> Scheduler | None:
     """Checks as runc's validator: nice range, priority only for FIFO/RR, times only for DEADLINE."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ConfigError(path, "must be an object")
-    policy = value.get("policy")
-    if policy not in SCHED_POLICIES:
-        raise ConfigError(f"{path}.policy", f"unknown scheduling policy {policy!r}")
+    policy = _object_naming(value, path, "policy", SCHED_POLICIES, "scheduling policy")
     if policy == "SCHED_ISO":
         raise ConfigError(f"{path}.policy", "SCHED_ISO is not implemented by the Linux kernel")
-    flags = 0
-    for i, flag in enumerate(value.get("flags") or ()):
-        if flag not in SCHED_FLAGS:
-            raise ConfigError(f"{path}.flags[{i}]", f"unknown scheduler flag {flag!r}")
-        flags |= SCHED_FLAGS[flag]
-    nice = value.get("nice", 0)
-    if not _is_int(nice) or not -20 <= nice <= 19:
-        raise ConfigError(f"{path}.nice", f"must be an integer from -20 to 19, got {nice!r}")
-    priority = value.get("priority", 0)
-    if not _is_int(priority) or not 0 <= priority <= 99:
-        raise ConfigError(f"{path}.priority", f"must be an integer from 0 to 99, got {priority!r}")
+    flags = _flag_bits(value.get("flags"), f"{path}.flags", SCHED_FLAGS, "scheduler flag")
+    nice = _int_from(value.get("nice", 0), -20, 19, f"{path}.nice")
+    priority = _int_from(value.get("priority", 0), 0, 99, f"{path}.priority")
     if priority and policy not in ("SCHED_FIFO", "SCHED_RR"):
         raise ConfigError(f"{path}.priority", "can only be set with SCHED_FIFO or SCHED_RR")
     if policy in ("SCHED_FIFO", "SCHED_RR") and not priority:
         raise ConfigError(f"{path}.priority", f"{policy} needs a priority from 1 to 99")
     times = {}
     for key in ("runtime", "deadline", "period"):
-        t = value.get(key, 0)
-        if not _is_int(t) or not 0 <= t < _U64:
-            raise ConfigError(f"{path}.{key}", f"must be an unsigned 64-bit integer, got {t!r}")
+        t = _u64(value.get(key, 0), f"{path}.{key}")
         if t and policy != "SCHED_DEADLINE":
             raise ConfigError(f"{path}.{key}", "can only be set with SCHED_DEADLINE")
         times[key] = t
@@ -289,22 +293,14 @@ def parse_memory_policy(value, path: str = "linux.memoryPolicy") -> tuple[int, s
     """(mode | flags, nodes) for set_mempolicy(2)."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ConfigError(path, "must be an object")
-    mode_name = value.get("mode")
-    if mode_name not in MPOL_MODES:
-        raise ConfigError(f"{path}.mode", f"unknown memory policy mode {mode_name!r}")
+    mode_name = _object_naming(value, path, "mode", MPOL_MODES, "memory policy mode")
     nodes = parse_cpu_list(value["nodes"], f"{path}.nodes") if value.get("nodes") else set()
     if nodes and mode_name in _MPOL_WITHOUT_NODES:
         raise ConfigError(f"{path}.nodes", f"must be empty with {mode_name}")
     if not nodes and mode_name in _MPOL_NEED_NODES:
         raise ConfigError(f"{path}.nodes", f"{mode_name} needs at least one node")
-    mode = MPOL_MODES[mode_name]
-    for i, flag in enumerate(value.get("flags") or ()):
-        if flag not in MPOL_FLAGS:
-            raise ConfigError(f"{path}.flags[{i}]", f"unknown memory policy flag {flag!r}")
-        mode |= MPOL_FLAGS[flag]
-    return mode, nodes
+    flags = _flag_bits(value.get("flags"), f"{path}.flags", MPOL_FLAGS, "memory policy flag")
+    return MPOL_MODES[mode_name] | flags, nodes
 
 
 def set_memory_policy(policy: tuple[int, set[int]] | None) -> None:

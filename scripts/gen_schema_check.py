@@ -306,12 +306,16 @@ class Generator:
                 lines.append(self.fail(ind + 1, parts, f"{what} + {repr(' is greater than the maximum of ' + repr(schema['maximum']))}"))
             return lines
 
+        def min_length(ind: int, keyword: str) -> list[str]:
+            # minLength of a string and minItems of an array: the same len() check and jsonschema's words
+            if keyword not in schema:
+                return []
+            n = schema[keyword]
+            return [f"{'    ' * ind}if len({v}) < {n!r}:",
+                    self.fail(ind + 1, parts, f"{what} + {' should be non-empty' if n == 1 else ' is too short'!r}")]
+
         def strings(ind: int) -> list[str]:
-            pad, lines = "    " * ind, []
-            if "minLength" in schema:
-                n = schema["minLength"]
-                lines.append(f"{pad}if len({v}) < {n!r}:")
-                lines.append(self.fail(ind + 1, parts, f"{what} + {' should be non-empty' if n == 1 else ' is too short'!r}"))
+            pad, lines = "    " * ind, min_length(ind, "minLength")
             if "pattern" in schema:
                 pattern = schema["pattern"]
                 tokens = self.constant("PATTERN", repr(compile_pattern(pattern)) + f"  # {pattern}")
@@ -320,11 +324,7 @@ class Generator:
             return lines
 
         def arrays(ind: int) -> list[str]:
-            pad, lines = "    " * ind, []
-            if "minItems" in schema:
-                n = schema["minItems"]
-                lines.append(f"{pad}if len({v}) < {n!r}:")
-                lines.append(self.fail(ind + 1, parts, f"{what} + {' should be non-empty' if n == 1 else ' is too short'!r}"))
+            pad, lines = "    " * ind, min_length(ind, "minItems")
             if "items" in schema:
                 i, item = self.fresh("i"), self.fresh("c")
                 body = self.emit(schema["items"], file, item, parts + [i], ind + 1)

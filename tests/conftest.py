@@ -6,7 +6,7 @@ per-test --root and is force-deleted at teardown, even when the test fails.
 import copy
 import json
 import os
-import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -114,3 +114,17 @@ def ocirun(tmp_path, rootfs_dir):
 @pytest.fixture
 def config():
     return copy.deepcopy(base_config())
+
+
+@pytest.fixture
+def agent_socket(tmp_path):
+    """A listening unix socket for linux.seccomp.listenerPath: (socket, path)."""
+    path = str(tmp_path / "agent.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(1)
+        sock.settimeout(30)
+        yield sock, path
+    finally:
+        sock.close()

@@ -19,8 +19,9 @@ import pytest
 
 from ocirun.parent import default_cgroup_name
 from tests.conftest import OCIRUN, base_config
-from tests.integration.test_cgroups_e2e import (MOUNTS, TAG, cgroup_parents, dump, launch,  # noqa: F401
-                                                no_leftover_cgroups, read, tagged_cgroups, wait_for)
+from tests.integration.test_cgroups_e2e import (FORK_UNTIL_REFUSED, MOUNTS, TAG, _ticks,  # noqa: F401
+                                                cgroup_parents, dump, launch, no_leftover_cgroups, read,
+                                                tagged_cgroups, wait_for)
 
 PURE_V2 = bool(MOUNTS) and all(fstype == "cgroup2" for _, _, fstype, _ in MOUNTS)
 pytestmark = [pytest.mark.root,
@@ -92,9 +93,7 @@ def test_oom_kill_is_reported_by_events(ocirun):
 
 def test_fork_fails_at_pids_max(ocirun):
     limit = 8
-    script = ('sh -c \'i=0; while [ $i -lt 30 ]; do sleep 600 & i=$((i+1)); echo $i > /out/count; done\' '
-              '2>/out/err; echo $? > /out/rc; : > /out/ready; exec sleep 600')
-    box = launch(ocirun, script, resources={"pids": {"limit": limit}})
+    box = launch(ocirun, FORK_UNTIL_REFUSED, resources={"pids": {"limit": limit}})
     assert box.cg("", "pids.max") == str(limit)
     box.file("ready", SLOW)
     assert "can't fork" in box.file("err")
@@ -103,13 +102,6 @@ def test_fork_fails_at_pids_max(ocirun):
 
 
 TICKER = "sleep 600 & i=0; while :; do i=$((i+1)); echo $i > /out/ticks; sleep 0.1; done"
-
-
-def _ticks(box) -> int:
-    try:
-        return int(read(os.path.join(box.out, "ticks")) or 0)
-    except (OSError, ValueError):
-        return 0
 
 
 def test_pause_resume_ps_and_delete_force_paused(cgroup_parents, ocirun):

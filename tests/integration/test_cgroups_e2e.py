@@ -285,13 +285,15 @@ def test_events_stats_output_shape(ocirun):
     assert proc.returncode != 0 and "is not running" in proc.stderr
 
 
+# The inner shell forks `sleep &` until the kernel refuses (EAGAIN: ash reports "can't fork");
+# the outer shell then only uses builtins and exec: no fork of its own is needed any more.
+FORK_UNTIL_REFUSED = ('sh -c \'i=0; while [ $i -lt 30 ]; do sleep 600 & i=$((i+1)); echo $i > /out/count; done\' '
+                      '2>/out/err; echo $? > /out/rc; : > /out/ready; exec sleep 600')
+
+
 def test_fork_fails_at_pids_max(ocirun):
     limit = 10
-    # the inner shell forks `sleep &` until the kernel refuses (EAGAIN: ash reports "can't fork");
-    # the outer shell then only uses builtins and exec: no fork of its own is needed any more
-    script = ('sh -c \'i=0; while [ $i -lt 30 ]; do sleep 600 & i=$((i+1)); echo $i > /out/count; done\' '
-              '2>/out/err; echo $? > /out/rc; : > /out/ready; exec sleep 600')
-    box = launch(ocirun, script, resources={"pids": {"limit": limit}})
+    box = launch(ocirun, FORK_UNTIL_REFUSED, resources={"pids": {"limit": limit}})
     assert box.cg("pids", "pids.max") == str(limit)
     box.file("ready")
     assert box.file("rc") != "0"

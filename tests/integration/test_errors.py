@@ -4,7 +4,6 @@ Every bad input must give a one-line error naming the config field or the path, 
 leave nothing behind: no state directory, no exec fifo, no cgroup directory, no process, no mount.
 Also runc's command-line forms: options after the id, `--flag=value`, single-dash long flags.
 """
-import glob
 import json
 import os
 import time
@@ -44,16 +43,19 @@ class Snapshot:
 
     def __init__(self, ocirun, cid):
         self.ocirun, self.cid = ocirun, cid
-        self.mounts = sorted(open("/proc/self/mountinfo").read().splitlines())
         self.mine = (ocirun.tmp, ocirun.root)
+        self.mounts = self.my_mounts()
         self.inits = _init_pids(self.mine)
+
+    def my_mounts(self) -> list[str]:
+        return sorted(open("/proc/self/mountinfo").read().splitlines())
 
     def assert_nothing_left(self):
         cdir = os.path.join(self.ocirun.root, self.cid)
         assert not os.path.exists(cdir), os.listdir(cdir)          # state dir, state.json, exec.fifo
         assert self.cid not in self.ocirun("list", "-q").stdout.split()
         assert _cgroup_dirs(self.cid) == []
-        assert sorted(open("/proc/self/mountinfo").read().splitlines()) == self.mounts
+        assert self.my_mounts() == self.mounts
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline and _init_pids(self.mine) - self.inits:
             time.sleep(0.02)
@@ -68,10 +70,10 @@ def assert_one_line_error(proc, *needles):
         assert needle in err(proc), proc.stderr
 
 
-def create_fails(ocirun, config_or_bundle, *needles, cid=None):
+def create_fails(ocirun, config_or_bundle, *needles, cid=None, snapshot=Snapshot):
     cid = cid or new_id()
     bundle = config_or_bundle if isinstance(config_or_bundle, str) else ocirun.bundle(config_or_bundle)
-    snap = Snapshot(ocirun, cid)
+    snap = snapshot(ocirun, cid)
     proc = ocirun("create", "-b", bundle, cid)
     assert_one_line_error(proc, *needles)
     snap.assert_nothing_left()

@@ -3,52 +3,28 @@ nothing behind (issue 10, "Hostile input"). Before the fixes these were tracebac
 lines, a create that succeeded (UTF-16, a NUL in a mount type) or a pivot_root failure."""
 import json
 import os
-import time
 
 import pytest
 
 from tests.conftest import base_config
+from tests.integration import test_errors
 from tests.integration.test_errors import assert_one_line_error, new_id
-from tests.leftovers import _cgroup_dirs, _init_pids
 
 pytestmark = pytest.mark.root
 
 
-class Snapshot:
+class Snapshot(test_errors.Snapshot):
     """test_errors.Snapshot's check, with mounts compared only where this test's containers could
     leave one (other test runs on the host mount and unmount elsewhere at the same time)."""
 
-    def __init__(self, ocirun, cid):
-        self.ocirun, self.cid = ocirun, cid
-        self.mine = (ocirun.tmp, ocirun.root)
-        self.mounts = self.my_mounts()
-        self.inits = _init_pids(self.mine)
-
-    def my_mounts(self):
+    def my_mounts(self) -> list[str]:
         keys = (self.ocirun.tmp, self.ocirun.root, self.ocirun.rootfs)
         return sorted(line for line in open("/proc/self/mountinfo").read().splitlines()
                       if any(k in line for k in keys))
 
-    def assert_nothing_left(self):
-        cdir = os.path.join(self.ocirun.root, self.cid)
-        assert not os.path.exists(cdir), os.listdir(cdir)          # state dir, state.json, exec.fifo
-        assert self.cid not in self.ocirun("list", "-q").stdout.split()
-        assert _cgroup_dirs(self.cid) == []
-        assert self.my_mounts() == self.mounts
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and _init_pids(self.mine) - self.inits:
-            time.sleep(0.02)
-        assert _init_pids(self.mine) - self.inits == set()
-
 
 def create_fails(ocirun, config_or_bundle, *needles):
-    cid = new_id("h")
-    bundle = config_or_bundle if isinstance(config_or_bundle, str) else ocirun.bundle(config_or_bundle)
-    snap = Snapshot(ocirun, cid)
-    proc = ocirun("create", "-b", bundle, cid)
-    assert_one_line_error(proc, *needles)
-    snap.assert_nothing_left()
-    return proc
+    return test_errors.create_fails(ocirun, config_or_bundle, *needles, cid=new_id("h"), snapshot=Snapshot)
 
 
 def raw_bundle(ocirun, raw: bytes) -> str:

@@ -3,7 +3,6 @@ the rootfs equals `umoci unpack` of the same image, the config follows image-spe
 containers run from it with `ocirun run`, layers are shared and writes are not, hostile layers write
 nothing outside the layer, and --remove/--list/--prune clean up. Every test uses a temp --layers
 store (never /var/lib/ocirun) and unmounts whatever it mounted, even when it fails."""
-import hashlib
 import json
 import os
 import shutil
@@ -19,32 +18,11 @@ import pytest
 from tests import imagebuild
 from tests.conftest import OCIRUN
 from tests.imagebuild import tar_bytes, tinfo
+from tests.treesnapshot import tree_snapshot
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not (shutil.which("umoci") and shutil.which("skopeo")),
                                  reason="umoci and skopeo are needed (scripts/setup.sh installs them)")]
-
-
-def walk(root: str) -> dict:
-    """path -> (type+mode, uid, gid, content hash / link target / device) for a whole tree."""
-    out = {}
-    for d, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(d, name)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    extra = hashlib.sha256(f.read()).hexdigest()
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                extra = st.st_rdev
-            else:
-                extra = None
-            out[os.path.relpath(path, root)] = (oct(st.st_mode), st.st_uid, st.st_gid, extra)
-    st = os.lstat(root)
-    out["."] = (oct(st.st_mode), st.st_uid, st.st_gid, None)
-    return out
 
 
 def mounts_under(path: str) -> list[str]:
@@ -133,8 +111,8 @@ def run_in(rt, bundle: str, cid: str, script: str, detach=False, as_root=False):
 
 def test_rootfs_matches_umoci_unpack(bundler, layout, image_dir):
     bundle = bundler.make(layout + ":latest", "b1")
-    ours = walk(os.path.join(bundle, "rootfs"))
-    theirs = walk(os.path.join(image_dir, "umoci-bundle", "rootfs"))
+    ours = tree_snapshot(os.path.join(bundle, "rootfs"))
+    theirs = tree_snapshot(os.path.join(image_dir, "umoci-bundle", "rootfs"))
     assert ours == theirs
     # the layering really happened: deleted, replaced, file->dir, opaque dir
     assert "etc/deleteme" not in ours and "opt/keep" not in ours and "opt" in ours
@@ -178,7 +156,7 @@ def test_container_runs_as_the_image_says(bundler, layout):
 
 def test_zstd_and_uncompressed_layers(bundler, layout, image_dir, tmp_path):
     """skopeo recompresses the image: the blobs differ, the diff_ids and the rootfs do not."""
-    expected = walk(os.path.join(image_dir, "umoci-bundle", "rootfs"))
+    expected = tree_snapshot(os.path.join(image_dir, "umoci-bundle", "rootfs"))
     for kind in ("zstd", "none"):
         dst = str(tmp_path / f"layout-{kind}")
         imagebuild.skopeo_copy(layout, dst, "latest", kind)
@@ -188,7 +166,7 @@ def test_zstd_and_uncompressed_layers(bundler, layout, image_dir, tmp_path):
         assert diff_ids(dst) == diff_ids(layout)
         store = str(tmp_path / f"store-{kind}")          # a fresh store: really decompress
         bundle = bundler.make(dst + ":latest", f"b-{kind}", store=store)
-        assert walk(os.path.join(bundle, "rootfs")) == expected
+        assert tree_snapshot(os.path.join(bundle, "rootfs")) == expected
 
 
 def test_an_image_without_layers(bundler, tmp_path):
@@ -275,7 +253,7 @@ def test_concurrent_bundles_of_a_new_image(bundler, layout, tmp_path):
         assert proc.returncode == 0, err
     assert ["sha256:" + d for d in bundler.layer_dirs()] == sorted(diff_ids(layout))
     assert os.listdir(os.path.join(bundler.store, "tmp")) == []
-    assert walk(str(tmp_path / "c0" / "rootfs")) == walk(str(tmp_path / "c1" / "rootfs"))
+    assert tree_snapshot(str(tmp_path / "c0" / "rootfs")) == tree_snapshot(str(tmp_path / "c1" / "rootfs"))
 
 
 # -- cleanup -------------------------------------------------------------------------------------
@@ -458,7 +436,7 @@ def test_hostile_paths_stay_inside_the_layer(bundler, tmp_path):
     umoci = str(tmp_path / "umoci-bundle")
     imagebuild.run("umoci", "unpack", "--image", image, umoci)
     assert os.listdir(victim) == []
-    assert walk(os.path.join(bundle, "rootfs")) == walk(os.path.join(umoci, "rootfs"))
+    assert tree_snapshot(os.path.join(bundle, "rootfs")) == tree_snapshot(os.path.join(umoci, "rootfs"))
     # device nodes and setuid files are kept, as umoci does as root; the store is root-only
     st = os.lstat(os.path.join(bundle, "rootfs", "null"))
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)

@@ -11,7 +11,7 @@ import pytest
 
 from ocirun.linux import syscalls as sc
 from tests.conftest import base_config
-from tests.integration.test_rootfs_units import mountinfo_entries
+from tests.integration.test_rootfs_units import cgroup_v1_host, mountinfo_entries
 from tests.integration.test_userns import (HOST_BASE, cid, make_bundle, run_ok, share,  # noqa: F401 (fixtures)
                                            userns_config, userns_rootfs)
 
@@ -31,12 +31,7 @@ def test_a_relative_destination_is_relative_to_the_root(ocirun, userns_rootfs):
     assert m["/tmp/rel"][1] == "tmpfs" and "size=1024k" in m["/tmp/rel"][2]
 
 
-def _cgroup_v1_host() -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(" - cgroup " in line for line in f)
-
-
-@pytest.mark.skipif(not _cgroup_v1_host(), reason="needs cgroup v1 hierarchies")
+@pytest.mark.skipif(not cgroup_v1_host(), reason="needs cgroup v1 hierarchies")
 @pytest.mark.parametrize("ro", [False, True])
 def test_a_cgroup_v1_mount_is_read_only_only_when_it_says_ro(ocirun, userns_rootfs, ro):
     config = userns_config(["cat", "/proc/self/mountinfo"])

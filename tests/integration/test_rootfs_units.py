@@ -11,7 +11,6 @@ import copy
 import os
 import shutil
 import signal
-import stat
 import tempfile
 import traceback
 
@@ -21,6 +20,7 @@ from ocirun.init import STAGE2_STEPS, Init
 from ocirun.initctx import InitContext
 from ocirun.linux import syscalls as sc
 from ocirun.linux import mountplan
+from tests.treesnapshot import tree_snapshot
 
 pytestmark = pytest.mark.root
 
@@ -264,59 +264,44 @@ def host_dir():
         shutil.rmtree(path)
 
 
-def snapshot(path: str) -> dict:
-    """Names, types, modes and contents of a host tree."""
-    result = {}
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            content = None
-            if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    content = f.read()
-            result[p] = (st.st_mode, st.st_uid, st.st_rdev, content)
-    return result
-
-
 def rootfs_of(bundle):
     return os.path.join(bundle, "rootfs")
 
 
 def test_dev_symlink_to_host_dir_with_dev_tmpfs_is_refused(bundle, host_dir):
-    before = snapshot(host_dir)
+    before = tree_snapshot(host_dir)
     os.symlink(host_dir, os.path.join(rootfs_of(bundle), "dev"))
     r = run_container(bundle, make_config(), "true")
     assert "mounts[1] (destination /dev)" in setup_error(r)
     assert "must be a real directory" in setup_error(r)
-    assert snapshot(host_dir) == before
+    assert tree_snapshot(host_dir) == before
 
 
 def test_dev_symlink_to_host_dir_without_dev_mount_is_refused(bundle, host_dir):
     # no tmpfs on /dev: the device nodes would go into the image's /dev, here a link to the host
-    before = snapshot(host_dir)
+    before = tree_snapshot(host_dir)
     os.symlink(host_dir, os.path.join(rootfs_of(bundle), "dev"))
     r = run_container(bundle, make_config(mounts=[MINIMAL_MOUNTS[0]]), "true")
     assert "/dev in the rootfs must be a real directory" in setup_error(r)
-    assert snapshot(host_dir) == before
+    assert tree_snapshot(host_dir) == before
 
 
 def test_dev_relative_symlink_escape_is_refused(bundle, host_dir):
-    before = snapshot(host_dir)
+    before = tree_snapshot(host_dir)
     os.symlink("../../../../../../../../.." + host_dir, os.path.join(rootfs_of(bundle), "dev"))
     r = run_container(bundle, make_config(mounts=[]), "true")
     assert "must be a real directory" in setup_error(r)
-    assert snapshot(host_dir) == before
+    assert tree_snapshot(host_dir) == before
 
 
 def test_proc_symlink_to_etc_is_refused(bundle):
-    before = snapshot("/etc/default") if os.path.isdir("/etc/default") else None
+    before = tree_snapshot("/etc/default") if os.path.isdir("/etc/default") else None
     os.symlink("/etc", os.path.join(rootfs_of(bundle), "proc"))
     r = run_container(bundle, make_config(), "true")
     err = setup_error(r)
     assert "mounts[0] (destination /proc)" in err and "must be a real directory" in err
     if before is not None:
-        assert snapshot("/etc/default") == before
+        assert tree_snapshot("/etc/default") == before
 
 
 def test_sys_symlink_is_refused(bundle, host_dir):
@@ -326,7 +311,7 @@ def test_sys_symlink_is_refused(bundle, host_dir):
 
 
 def test_destination_through_absolute_symlink_stays_inside(bundle, host_dir):
-    before = snapshot(host_dir)
+    before = tree_snapshot(host_dir)
     os.symlink(host_dir, os.path.join(rootfs_of(bundle), "data", "link"))
     config = make_config()
     config["mounts"].append({"destination": "/data/link/sub", "type": "tmpfs", "source": "tmpfs"})
@@ -335,11 +320,11 @@ def test_destination_through_absolute_symlink_stays_inside(bundle, host_dir):
     # the symlink resolved inside the rootfs: the new dir is <rootfs><host_dir>/sub
     assert r.out.splitlines() == [f"{host_dir}/sub tmpfs"]
     assert os.path.isdir(rootfs_of(bundle) + host_dir + "/sub")
-    assert snapshot(host_dir) == before
+    assert tree_snapshot(host_dir) == before
 
 
 def test_destination_through_relative_dotdot_symlink_stays_inside(bundle, host_dir):
-    before = snapshot(host_dir)
+    before = tree_snapshot(host_dir)
     os.symlink("../../../../../../../../../.." + host_dir, os.path.join(rootfs_of(bundle), "data", "up"))
     vol = os.path.join(bundle, "vol")
     os.mkdir(vol)
@@ -352,13 +337,13 @@ def test_destination_through_relative_dotdot_symlink_stays_inside(bundle, host_d
     r = run_container(bundle, config, f"cat {host_dir}/x/file {host_dir}/precious")
     assert r.ok, r
     assert r.out == "volume\nvolume\n"
-    assert snapshot(host_dir) == before
+    assert tree_snapshot(host_dir) == before
 
 
 def test_dev_null_symlink_to_host_file_is_replaced(bundle, host_dir):
     # no tmpfs on /dev: the image's /dev/null is a link to a host file; ocirun replaces it with 1:3
     target = os.path.join(host_dir, "precious")
-    before = snapshot(host_dir)
+    before = tree_snapshot(host_dir)
     os.makedirs(os.path.join(rootfs_of(bundle), "dev"))
     os.symlink(target, os.path.join(rootfs_of(bundle), "dev", "null"))
     os.symlink(target, os.path.join(rootfs_of(bundle), "dev", "zero"))
@@ -367,7 +352,7 @@ def test_dev_null_symlink_to_host_file_is_replaced(bundle, host_dir):
     assert r.ok, r
     assert r.out.splitlines() == ["character special file 1:3", "character special file 1:5",
                                   "character special file 1:3"]
-    assert snapshot(host_dir) == before
+    assert tree_snapshot(host_dir) == before
 
 
 def test_masking_refuses_a_dev_null_that_is_not_1_3(bundle):
@@ -379,7 +364,7 @@ def test_masking_refuses_a_dev_null_that_is_not_1_3(bundle):
 
 
 def test_masked_path_that_is_a_symlink_stays_inside(bundle, host_dir):
-    before = snapshot(host_dir)
+    before = tree_snapshot(host_dir)
     rootfs = rootfs_of(bundle)
     os.symlink(os.path.join(host_dir, "precious"), os.path.join(rootfs, "etc", "secret"))
     os.symlink(host_dir + "/sub", os.path.join(rootfs, "etc", "secretdir"))
@@ -395,16 +380,16 @@ def test_masked_path_that_is_a_symlink_stays_inside(bundle, host_dir):
     m = mountinfo_entries(r.out)
     assert m[host_dir + "/sub"][1] == "tmpfs" and "ro" in m[host_dir + "/sub"][0]
     assert m[host_dir + "/precious"][1] == "tmpfs"  # the bind of /dev/null from the /dev tmpfs
-    assert snapshot(host_dir) == before
+    assert tree_snapshot(host_dir) == before
 
 
 def test_masked_path_symlink_to_missing_is_skipped(bundle, host_dir):
-    before = snapshot(host_dir)
+    before = tree_snapshot(host_dir)
     os.symlink(os.path.join(host_dir, "precious"), os.path.join(rootfs_of(bundle), "etc", "secret"))
     r = run_container(bundle, make_config(maskedPaths=["/etc/secret"]), "cat /etc/secret || echo missing")
     assert r.ok, r
     assert r.out.strip().endswith("missing")  # resolves to <rootfs><host_dir>/precious, which is not there
-    assert snapshot(host_dir) == before
+    assert tree_snapshot(host_dir) == before
 
 
 # --- mount types and options -------------------------------------------------------------------------

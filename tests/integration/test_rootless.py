@@ -158,11 +158,16 @@ def test_ocirun_spec_rootless_maps_the_callers_own_ids(user):
     assert "resources" not in linux
 
 
-def test_rootless_user_creates_starts_and_deletes_a_container(user, user_rootfs):
+def _who_am_i_bundle(user, user_rootfs, then: str = ":") -> str:
+    """A bundle whose program prints its uid, uid_map, setgroups and whether /dev/shm is writable."""
     def mutate(c):
         c["process"]["args"] = ["sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/setgroups; "
-                                            "touch /dev/shm/w && echo wrote"]
-    bundle = user.bundle(user_rootfs, "b1", mutate)
+                                            f"touch /dev/shm/w && echo wrote; {then}"]
+    return user.bundle(user_rootfs, "b1", mutate)
+
+
+def test_rootless_user_creates_starts_and_deletes_a_container(user, user_rootfs):
+    bundle = _who_am_i_bundle(user, user_rootfs)
     proc = user.run("create", "-b", bundle, "c1")
     assert proc.returncode == 0, proc.stderr
     # no cgroup could be made (not delegated): a clear warning, and the container still runs
@@ -203,10 +208,7 @@ def test_rootless_user_creates_starts_and_deletes_a_container(user, user_rootfs)
 
 
 def test_rootless_run_output_and_exit_status(user, user_rootfs):
-    def mutate(c):
-        c["process"]["args"] = ["sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/setgroups; "
-                                            "touch /dev/shm/w && echo wrote; exit 3"]
-    bundle = user.bundle(user_rootfs, "b1", mutate)
+    bundle = _who_am_i_bundle(user, user_rootfs, then="exit 3")
     proc = user.run("run", "-b", bundle, "c1")
     assert proc.returncode == 3, proc.stderr
     lines = proc.stdout.split("\n")

@@ -217,19 +217,6 @@ def test_seccomp_errno_ret_with_a_non_errno_action_is_refused(ocirun):
     assert ocirun("list", "-q").stdout.split() == []
 
 
-@pytest.fixture
-def listener(tmp_path):
-    path = str(tmp_path / "agent.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(1)
-        sock.settimeout(30)
-        yield sock, path
-    finally:
-        sock.close()
-
-
 def _accept_state(listener_sock, out: dict) -> None:
     try:
         conn, _ = listener_sock.accept()
@@ -244,8 +231,8 @@ def _accept_state(listener_sock, out: dict) -> None:
 
 
 @pytest.mark.parametrize("nnp", [True, False])
-def test_seccomp_listener_receives_notify_fd_with_process_state_and_answers(ocirun, listener, nnp):
-    sock, path = listener
+def test_seccomp_listener_receives_notify_fd_with_process_state_and_answers(ocirun, agent_socket, nnp):
+    sock, path = agent_socket
     config = base_config(["sh", "-c", "mkdir /tmp/agent && echo made; ls -d /tmp/agent; echo done"])
     config["process"]["noNewPrivileges"] = nnp
     config["annotations"] = {"org.example": "yes"}
@@ -339,10 +326,10 @@ class ContinuingAgent:
 
 
 @pytest.mark.parametrize("nnp", [False, True])
-def test_seccomp_notify_on_syscalls_the_runtime_makes_after_the_load_does_not_hang(ocirun, listener, nnp):
+def test_seccomp_notify_on_syscalls_the_runtime_makes_after_the_load_does_not_hang(ocirun, agent_socket, nnp):
     # With noNewPrivileges false the filter is loaded before the runtime's own chdir, capset,
     # prctl...: the listener fd must reach the agent before those calls, for create and exec.
-    sock, path = listener
+    sock, path = agent_socket
     config = base_config(["sh", "-c", "cd /tmp && pwd && sleep 100"])
     config["process"]["noNewPrivileges"] = nnp
     config["linux"]["seccomp"] = {
@@ -366,9 +353,9 @@ def test_seccomp_notify_on_syscalls_the_runtime_makes_after_the_load_does_not_ha
 
 
 @pytest.mark.parametrize("nnp", [True, False])
-def test_seccomp_enosys_stub_with_a_notify_rule_hands_its_listener_over(ocirun, syscall_probe, listener, nnp):
+def test_seccomp_enosys_stub_with_a_notify_rule_hands_its_listener_over(ocirun, syscall_probe, agent_socket, nnp):
     # the stub makes the runtime load the filter with seccomp(2) itself: NEW_LISTENER for notify
-    sock, path = listener
+    sock, path = agent_socket
     names = [syscall_queries.scmp_syscall_name(nr) for nr in range(0, 335)]
     allowed = [n for n in names if n and n not in ("getpriority", "getppid")]
     config = base_config(["/probe"])

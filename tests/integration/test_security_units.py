@@ -331,19 +331,6 @@ SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100     # _IOWR('!', 0, struct seccomp_notif) 
 SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101     # _IOWR('!', 1, struct seccomp_notif_resp) (24 bytes)
 
 
-@pytest.fixture
-def agent_socket(tmp_path):
-    path = str(tmp_path / "agent.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(1)
-        sock.settimeout(CHILD_TIMEOUT)
-        yield sock, path
-    finally:
-        sock.close()
-
-
 def test_notify_listener_receives_fd_and_answers(agent_socket):
     listener, path = agent_socket
     profile = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path, "listenerMetadata": "agent-meta",

@@ -402,16 +402,26 @@ def test_intel_rdt_is_refused(config, bundle):
         "linux.intelRdt: Intel RDT (resctrl) is not supported by ocirun"
 
 
-def test_time_offsets_need_time_namespace(config, bundle):
-    without_ns(config, "time")
-    assert error_of(v.check_time_offsets, config, bundle) == \
-        "linux.timeOffsets: needs a time namespace (a linux.namespaces entry of type time)"
+# Settings that need a namespace of the container's own: (what, namespace change, check, error).
+NEEDS_OWN_NAMESPACE = [
+    ("time offsets without a time namespace", lambda c: without_ns(c, "time"), v.check_time_offsets,
+     "linux.timeOffsets: needs a time namespace (a linux.namespaces entry of type time)"),
+    ("time offsets in a joined time namespace", lambda c: joined_ns(c, "time", "/proc/1/ns/time"),
+     v.check_time_offsets,
+     "linux.timeOffsets: cannot be set when joining an existing time namespace by path"),
+    ("net devices without a network namespace", lambda c: without_ns(c, "network"), v.check_net_devices,
+     "linux.netDevices: needs a network namespace of the container's own"),
+    ("net devices in the host's network namespace", lambda c: joined_ns(c, "network", "/proc/self/ns/net"),
+     v.check_net_devices, "linux.netDevices: needs a network namespace of the container's own"),
+]
 
 
-def test_time_offsets_not_with_joined_time_namespace(config, bundle):
-    joined_ns(config, "time", "/proc/1/ns/time")
-    assert error_of(v.check_time_offsets, config, bundle) == \
-        "linux.timeOffsets: cannot be set when joining an existing time namespace by path"
+@pytest.mark.parametrize("what,change,check,message", NEEDS_OWN_NAMESPACE,
+                         ids=[n[0] for n in NEEDS_OWN_NAMESPACE])
+def test_settings_that_need_a_namespace_of_their_own(config, bundle, what, change, check, message):
+    check(config, bundle)
+    change(config)
+    assert error_of(check, config, bundle) == message
 
 
 def test_time_offsets_unknown_clock(config, bundle):
@@ -421,18 +431,6 @@ def test_time_offsets_unknown_clock(config, bundle):
 
 
 # --- netDevices ---------------------------------------------------------------------------------
-
-def test_net_devices_need_network_namespace(config, bundle):
-    without_ns(config, "network")
-    assert error_of(v.check_net_devices, config, bundle) == \
-        "linux.netDevices: needs a network namespace of the container's own"
-
-
-def test_net_devices_refused_in_host_netns(config, bundle):
-    joined_ns(config, "network", "/proc/self/ns/net")
-    assert error_of(v.check_net_devices, config, bundle) == \
-        "linux.netDevices: needs a network namespace of the container's own"
-
 
 @pytest.mark.parametrize("devices,message", [
     ({"eth/0": {}}, 'linux.netDevices["eth/0"]: invalid network device name'),
