@@ -86,16 +86,19 @@ class Init:
     def join_namespaces(self) -> None:
         # a runtime run by host root can open, for a user-namespace container, what only host root may
         self.runtime_is_root = os.geteuid() == 0
-        joins, self.new_userns_wanted, flags = ns.plan(self.linux.get("namespaces") or [])
-        self.joins, self.flags = joins, flags
+        # the namespace actions create resolved (namespaces.plan), and the time offsets' text
+        nsplan = self.boot["plan"]["namespaces"]
+        joins, self.new_userns_wanted = nsplan["join"], nsplan["new_user"]
+        self.flags = flags = nsplan["unshare"]
+        self.time_offsets_text = self.boot["plan"].get("timeOffsets")
         self.offsets_fd = None
-        if flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets") and os.geteuid() == 0:
+        if flags & sc.CLONE_NEWTIME and self.time_offsets_text and os.geteuid() == 0:
             # opened now, with the runtime's credentials (file_ns_capable checks the opener's): once
             # in a user namespace, this non-dumpable process's /proc/self files belong to host root,
             # whom the container's root may not be
             self.offsets_fd = ns.open_time_offsets()
         ns.join(ns.open_joins(joins))
-        if any(j[0] == "user" for j in joins):
+        if any(kind == "user" for kind, _, _ in joins):
             # as after a new one: become the namespace's root, else our host ids are unmapped there
             # (overflow ids; mounts such as devpts gid=5 fail with EOVERFLOW)
             try:
@@ -114,7 +117,7 @@ class Init:
         if rootless:    # an unprivileged parent can only open our /proc files while we are dumpable
             sc.prctl(sc.PR_SET_DUMPABLE, 1)
         self.request({"type": protocol.USERNS_MAP})
-        if rootless and flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
+        if rootless and flags & sc.CLONE_NEWTIME and self.time_offsets_text:
             self.offsets_fd = ns.open_time_offsets()     # while dumpable: our /proc files are ours
         if rootless:
             sc.prctl(sc.PR_SET_DUMPABLE, 0)
@@ -122,21 +125,20 @@ class Init:
         sc.setresuid(0, 0, 0)
 
     def unshare(self) -> None:
-        flags, joins = self.flags, self.joins
+        flags, nsplan = self.flags, self.boot["plan"]["namespaces"]
         # A bind asking to be shared is cloned in the runtime's mount namespace at its turn
         # (mountsources.clone_in_runtime_ns): its handle, taken while we are still in it
         self.runtime_mntns = None
-        if (flags & sc.CLONE_NEWNS and not self.new_userns_wanted and not any(j[0] == "user" for j in joins)
+        if (flags & sc.CLONE_NEWNS and not nsplan["user"]
                 and mountsources.host_peers_wanted(self.boot["plan"]["mounts"])):
             self.runtime_mntns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         if flags:
             sc.unshare(flags)
-        self.uts = bool(flags & sc.CLONE_NEWUTS) or any(j[0] == "uts" for j in joins)
-        self.new_user = self.new_userns_wanted or any(j[0] == "user" for j in joins)
+        self.uts, self.new_user = nsplan["uts"], nsplan["user"]
 
     def time_offsets(self) -> None:
-        if self.flags & sc.CLONE_NEWTIME and self.linux.get("timeOffsets"):
-            ns.write_time_offsets(self.linux["timeOffsets"],
+        if self.flags & sc.CLONE_NEWTIME and self.time_offsets_text:
+            ns.write_time_offsets(self.time_offsets_text,
                                   self.offsets_fd if self.offsets_fd is not None else ns.open_time_offsets())
 
     def fork(self) -> None:

@@ -213,7 +213,9 @@ def check_mounts(config: dict, bundle: str) -> dict:
     return plan
 
 
-def check_namespaces(config: dict, bundle: str) -> None:
+def check_namespaces(config: dict, bundle: str) -> dict:
+    """Types known and once each, paths absolute; the namespace actions for the init:
+    {"namespaces": namespaces.plan(...)}."""
     seen = set()
     for i, ns in enumerate(_list(_linux(config).get("namespaces"))):
         ns = _dict(ns)
@@ -226,6 +228,7 @@ def check_namespaces(config: dict, bundle: str) -> None:
         path = ns.get("path")
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise ConfigError(f"linux.namespaces[{i}].path", f"must be an absolute path, not {path!r}")
+    return {"namespaces": namespaces.plan(_list(_linux(config).get("namespaces")))}
 
 
 def check_uts_names(config: dict, bundle: str) -> None:
@@ -279,10 +282,11 @@ def check_cgroups_path(config: dict, bundle: str) -> None:
         raise ConfigError("linux.cgroupsPath", f"{path!r} must not contain '..'")
 
 
-def check_time_offsets(config: dict, bundle: str) -> None:
+def check_time_offsets(config: dict, bundle: str) -> dict | None:
+    """A new time namespace and known clocks; the text the init writes: {"timeOffsets": text}."""
     offsets = _linux(config).get("timeOffsets")
     if not offsets:
-        return
+        return None
     nss = namespaces_by_type(config)
     if "time" not in nss:
         raise ConfigError("linux.timeOffsets", "needs a time namespace (a linux.namespaces entry of type time)")
@@ -292,6 +296,7 @@ def check_time_offsets(config: dict, bundle: str) -> None:
         if clock not in TIME_CLOCKS:
             raise ConfigError(json_path(["linux", "timeOffsets", clock]),
                               f"unknown clock; only {' and '.join(TIME_CLOCKS)} can be offset")
+    return {"timeOffsets": namespaces.time_offsets_text(offsets)}
 
 
 def check_net_devices(config: dict, bundle: str) -> None:

@@ -1,6 +1,7 @@
 """Namespaces: the spec's namespace list turned into setns() joins and unshare() flags.
 
-plan() is pure (unit tested); join() and the id-map writer talk to the kernel.
+plan() and time_offsets_text() are pure (create's validation calls them: the init gets their
+results in its BOOTSTRAP plan); join() and the id-map writer talk to the kernel.
 """
 import os
 
@@ -27,14 +28,15 @@ PROC_FLAGS = {name: flag for _, name, flag in TABLE}         # /proc/<pid>/ns/<n
 JOIN_ORDER = tuple(name for _, name, _ in TABLE)             # /proc names, in exec's join order
 
 
-def plan(namespaces: list[dict]) -> tuple[list[tuple[str, str, int]], bool, int]:
-    """Return (joins, new_user, unshare_flags).
+def plan(namespaces: list[dict]) -> dict:
+    """The namespace actions of linux.namespaces, as data for the init (JSON: the BOOTSTRAP plan).
 
-    joins: [(type, path, index)] in the order to setns: the user namespace first (it owns the
-    others, and joining it gives the capabilities to join them), the mount namespace last (after it
-    paths resolve differently; all paths are opened before any join anyway).
+    join: [[type, path, index]] in the order to setns: the user namespace first (it owns the
+      others, and joining it gives the capabilities to join them), the mount namespace last (after
+      it paths resolve differently; all paths are opened before any join anyway).
     new_user: a new user namespace must be made (its maps written by the parent) before the others.
-    unshare_flags: the other new namespaces, made in one unshare() after the user namespace.
+    unshare: CLONE_NEW* of the other new namespaces, made in one unshare() after the user namespace.
+    user, uts: the container has a user / UTS namespace of its own, new or joined.
     """
     joins, new_user, flags = [], False, 0
     for index, ns in enumerate(namespaces):
@@ -42,17 +44,24 @@ def plan(namespaces: list[dict]) -> tuple[list[tuple[str, str, int]], bool, int]
         if kind not in FLAGS:
             raise ConfigError(f"linux.namespaces[{index}].type", f"unknown namespace type {kind!r}")
         if ns.get("path"):
-            joins.append((kind, ns["path"], index))
+            joins.append([kind, ns["path"], index])
         elif kind == "user":
             new_user = True
         else:
             flags |= FLAGS[kind]
     order = {"user": 0, "mount": 2}
     joins.sort(key=lambda j: order.get(j[0], 1))
-    return joins, new_user, flags
+    joined = {j[0] for j in joins}
+    return {"join": joins, "new_user": new_user, "unshare": flags,
+            "user": new_user or "user" in joined, "uts": bool(flags & sc.CLONE_NEWUTS) or "uts" in joined}
 
 
-def open_joins(joins: list[tuple[str, str, int]]) -> list[tuple[int, str, int]]:
+def time_offsets_text(offsets: dict) -> str:
+    """linux.timeOffsets as /proc/self/timens_offsets wants it: a "<clock> <secs> <nanosecs>" line each."""
+    return "".join(f"{clock} {int(v.get('secs', 0))} {int(v.get('nanosecs', 0))}\n" for clock, v in offsets.items())
+
+
+def open_joins(joins: list[list]) -> list[tuple[int, str, int]]:
     """Open every namespace path before joining any (after a join, paths may resolve elsewhere)."""
     opened = []
     try:
@@ -152,12 +161,11 @@ def open_time_offsets() -> int:
         raise ConfigError("linux.timeOffsets", f"open /proc/self/timens_offsets: {exc.strerror}") from None
 
 
-def write_time_offsets(offsets: dict, fd: int) -> None:
-    """linux.timeOffsets: written after unshare(CLONE_NEWTIME), before the first child is made, to
-    an fd from open_time_offsets() (closed here)."""
-    lines = "".join(f"{clock} {int(v.get('secs', 0))} {int(v.get('nanosecs', 0))}\n" for clock, v in offsets.items())
+def write_time_offsets(text: str, fd: int) -> None:
+    """linux.timeOffsets (time_offsets_text): written after unshare(CLONE_NEWTIME), before the first
+    child is made, to an fd from open_time_offsets() (closed here)."""
     try:
-        os.write(fd, lines.encode())
+        os.write(fd, text.encode())
     except OSError as exc:
         raise ConfigError("linux.timeOffsets", f"write /proc/self/timens_offsets: {exc.strerror}") from None
     finally:

@@ -79,13 +79,16 @@ def test_proc_start_time_of_live_and_dead_processes():
 
 
 def test_namespace_plan_orders_joins_and_collects_flags():
-    joins, new_user, flags = ns.plan([
+    plan = ns.plan([
         {"type": "mount", "path": "/proc/1/ns/mnt"}, {"type": "network", "path": "/proc/1/ns/net"},
         {"type": "user", "path": "/proc/1/ns/user"}, {"type": "pid"}, {"type": "uts"}])
-    assert [j[0] for j in joins] == ["user", "network", "mount"]
-    assert not new_user and flags == sc.CLONE_NEWPID | sc.CLONE_NEWUTS
-    _, new_user, flags = ns.plan([{"type": "user"}, {"type": "time"}])
-    assert new_user and flags == sc.CLONE_NEWTIME
+    assert plan == {"join": [["user", "/proc/1/ns/user", 2], ["network", "/proc/1/ns/net", 1],
+                             ["mount", "/proc/1/ns/mnt", 0]],
+                    "new_user": False, "unshare": sc.CLONE_NEWPID | sc.CLONE_NEWUTS, "user": True, "uts": True}
+    assert ns.plan([{"type": "user"}, {"type": "time"}]) == {
+        "join": [], "new_user": True, "unshare": sc.CLONE_NEWTIME, "user": True, "uts": False}
+    assert ns.plan([{"type": "uts", "path": "/proc/1/ns/uts"}])["uts"]
+    assert not ns.plan([{"type": "pid"}])["user"]
 
 
 def test_namespace_plan_refuses_unknown_type_with_its_path():

@@ -134,8 +134,8 @@ def test_every_namespace_is_accepted(doc):
     from ocirun.linux.namespaces import plan
     names = doc["linux"]["namespaces"]
     assert names == sorted(names) and {"mount", "pid", "network", "ipc", "uts", "user", "cgroup"} <= set(names)
-    _, new_user, flags = plan([{"type": n} for n in names])
-    assert new_user and flags
+    actions = plan([{"type": n} for n in names])
+    assert actions["new_user"] and actions["unshare"]
     with pytest.raises(ConfigError):
         plan([{"type": "nosuchns"}])
 

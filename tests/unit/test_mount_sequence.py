@@ -18,7 +18,7 @@ from ocirun.defaultspec import example_spec, to_rootless
 from ocirun.initctx import InitContext
 from ocirun.linux import rootfs
 from ocirun.linux import syscalls as sc
-from ocirun.validate import check_mounts    # the plan create sends the init
+from ocirun.validate import check_mounts, check_namespaces    # the plan create sends the init
 from tests.syscallrecorder import Recorder
 
 # What the faked proc and sysfs mounts would show: targets for maskedPaths and readonlyPaths.
@@ -216,12 +216,15 @@ def test_the_init_mounts_the_plan_not_the_config_s_mounts(bundle):
 
 
 def test_the_init_steps_take_the_plan_from_the_bootstrap(bundle, monkeypatch):
-    """record_init's boot carries the plan; without config["mounts"] the init still mounts it."""
+    """record_init's boot carries the plan; without config["mounts"] and linux.namespaces the init
+    still mounts and unshares what the plan says: it does not read them again."""
     config = default_config()
-    plan = check_mounts(config, bundle)
+    plan = {**check_mounts(config, bundle), **check_namespaces(config, bundle)}
     del config["mounts"]
+    config["linux"]["namespaces"] = [{"type": "bogus"}]
     rec = record_init(bundle, config, monkeypatch, plan=plan)
     assert [str(c) for c in rec.calls if c.step == "rootfs"][:len(PROPAGATION) + len(MOUNTS)] == PROPAGATION + MOUNTS
+    assert rec.lines("unshare") == ["unshare CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWPID|CLONE_NEWNET"]
 
 
 def test_without_a_mount_namespace_the_init_chroots(bundle):
@@ -246,7 +249,9 @@ RECORDED_STEPS = ("join namespaces", "user namespace", "unshare", "session", "ke
 
 
 def record_init(bundle: str, config: dict, monkeypatch, plan: dict | None = None) -> Recorder:
-    boot = {"config": config, "plan": plan or check_mounts(config, bundle), "bundle": bundle,
+    if plan is None:
+        plan = {**check_mounts(config, bundle), **check_namespaces(config, bundle)}
+    boot = {"config": config, "plan": plan, "bundle": bundle,
             "rootfs": os.path.join(bundle, "rootfs"), "state": {"id": "c1"}}
     it = init.Init(None, boot)
     steps = [(name, step) for name, step in init.STAGE1_STEPS + init.STAGE2_STEPS if name in RECORDED_STEPS]

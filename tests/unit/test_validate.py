@@ -221,7 +221,8 @@ def test_check_mounts_resolves_the_plan(config, bundle):
     assert last["options"]["flags"] == sc.MS_BIND | sc.MS_RDONLY
     assert last["options"]["propagation"] == [sc.MS_SHARED | sc.MS_REC]
     assert plan["rootfsPropagation"] == sc.MS_SLAVE | sc.MS_REC
-    assert v.validate(config, bundle) == plan
+    validated = v.validate(config, bundle)
+    assert {key: validated[key] for key in plan} == plan
 
 
 @pytest.mark.parametrize("mount,error", [
@@ -422,6 +423,16 @@ def test_settings_that_need_a_namespace_of_their_own(config, bundle, what, chang
     check(config, bundle)
     change(config)
     assert error_of(check, config, bundle) == message
+
+
+def test_the_plan_has_the_namespace_actions_and_the_time_offsets_text(config, bundle):
+    config["linux"]["timeOffsets"] = {"monotonic": {"secs": 1}, "boottime": {"secs": -5, "nanosecs": 7}}
+    plan = v.validate(config, bundle)
+    assert plan["timeOffsets"] == "monotonic 1 0\nboottime -5 7\n"
+    assert plan["namespaces"]["new_user"] is True and plan["namespaces"]["join"] == []
+    assert plan["namespaces"]["uts"] is True and plan["namespaces"]["user"] is True
+    del config["linux"]["timeOffsets"]
+    assert "timeOffsets" not in v.validate(config, bundle)
 
 
 def test_time_offsets_unknown_clock(config, bundle):
