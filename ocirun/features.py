@@ -42,7 +42,7 @@ def _libseccomp_version() -> tuple[int, int, int] | None:
 
 
 def seccomp_features() -> dict:
-    from ocirun.linux import seccomp, syscalls
+    from ocirun.linux import seccomp
     version = _libseccomp_version()
     out = {"enabled": version is not None,
            "actions": sorted(seccomp.ACTIONS),

@@ -1,17 +1,15 @@
-"""Container networking that is the runtime's job: loopback up, and linux.netDevices.
+"""linux.netDevices: moving host interfaces into the container's network namespace.
 
-loopback_up() runs in the container's init, so it only uses fcntl.ioctl on a socket (no pyroute2, which
-takes tens of ms to import). move_net_devices() runs in the runtime and imports pyroute2 lazily.
+move_net_devices() runs in the runtime and imports pyroute2 lazily (tens of ms). Loopback up, done
+by the container's init, is linux/loopback.py (fcntl.ioctl on a socket, no pyroute2).
 """
 import errno
-import fcntl
 import os
-import struct
 from contextlib import contextmanager
 
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import syscalls
-from ocirun.linux.loopback import IFF_UP, IFNAMSIZ, SIOCGIFFLAGS, SIOCSIFFLAGS, _ioctl_flags, loopback_up  # noqa: F401
+from ocirun.linux.loopback import IFNAMSIZ
 from ocirun.spec import json_path
 
 IFA_F_PERMANENT = 0x80

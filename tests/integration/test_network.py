@@ -14,7 +14,8 @@ import pytest
 
 from ocirun.errors import ConfigError
 from ocirun.linux import syscalls
-from ocirun.linux.network import loopback_up, move_net_devices
+from ocirun.linux.loopback import loopback_up
+from ocirun.linux.network import move_net_devices
 
 pytestmark = [
     pytest.mark.root,
