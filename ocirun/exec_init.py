@@ -1,7 +1,7 @@
 """The exec helper: a sealed interpreter started by `ocirun exec` (see ocirun/execcmd.py).
 
-    H: non-dumpable; receive the plan and the container's namespace fds; check the process and
-       take the seccomp program of the plan; execCPUAffinity.initial; wait until
+    H: non-dumpable; receive the plan and the container's namespace fds; the host reads the
+       process needs (LSM handle) and the seccomp program of the plan; execCPUAffinity.initial; wait until
        the parent has put us in the container's cgroup; seal the import system; setns user .. mnt
        (become root of a joined user namespace); fork (the child is in the container's pid
        namespace); report the child's pid; exit.
@@ -9,7 +9,8 @@
        socket, slave as the controlling terminal and stdio); process settings in runc's order
        (security.apply_process_settings); execCPUAffinity.final; signals reset; every fd but
        stdio and the preserved ones close-on-exec; late seccomp; execve.
-    The seccomp program comes compiled in the plan (ocirun exec built it): only loaded here.
+    The process settings come checked in the plan (plan["process"], ocirun/processplan.py) and the
+    seccomp program compiled (ocirun exec built both): only applied and loaded here.
 
 Messages on the sync socket are those of `create` (ocirun/protocol.py; log lines on the log pipe).
 The socket is close-on-exec, so EOF without an error means the program was exec'd. Nothing is
@@ -67,8 +68,8 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
     console_sock = fds[len(kinds)] if plan.get("console") else None
 
     seccomp_filter = security.prepare_process_settings(config, plan.get("seccomp"))
-    security.apply_initial_cpu_affinity(process)
-    log.timing("exec helper: process checked, seccomp program received")
+    security.apply_initial_cpu_affinity(plan["process"])
+    log.timing("exec helper: host reads done, seccomp program received")
     protocol.request(sync, {"type": protocol.CGROUP})   # acked once the parent has put our pid in every cgroup.procs
     log.timing("exec helper: joined the cgroup")
 
@@ -100,25 +101,26 @@ def helper(sync: _socket.socket, plan: dict, fds: list[int]) -> None:
 
 
 def child(sync, plan, config, process, console_sock, seccomp_filter) -> None:
+    settings = plan["process"]
     os.setsid()
     if console_sock is not None:
         from ocirun.linux import console    # imported before the seal (helper())
         foreground = plan.get("foreground_tty")
         size = process.get("consoleSize") or (foreground or {}).get("size")
-        console.setup_console(console_sock, size, uid=(process.get("user") or {}).get("uid", 0),
+        console.setup_console(console_sock, size, uid=security.user_id(settings),
                               dev_console=False, clear_onlcr=foreground is not None)
     # stdio and the preserved fds 3..3+N-1 cross the execve; everything else (the sync socket
     # included, whose closing tells the parent that execve succeeded) is close-on-exec. Marked
     # before the seccomp filter, which may deny close_range; later fds are O_CLOEXEC anyway.
     close_fds_at_exec(3 + int(plan.get("preserve_fds") or 0))
     # HOME from the container's /etc/passwd: read as root, before the filter (which may deny open)
-    env = with_home(process.get("env") or [], (process.get("user") or {}).get("uid", 0))
+    env = with_home(process.get("env") or [], security.user_id(settings))
 
     outcome = security.apply_process_settings(
-        config, seccomp_filter=seccomp_filter,
+        config, settings, seccomp_filter=seccomp_filter,
         hand_over_notify_fd=lambda notify_fd: protocol.hand_over_notify_fd(sync, notify_fd))
     path = resolve_executable(process)
-    security.apply_final_cpu_affinity(process)
+    security.apply_final_cpu_affinity(settings)
     security.reset_signals()
     if outcome.seccomp_pending:
         security.load_seccomp_late(seccomp_filter)

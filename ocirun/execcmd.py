@@ -8,8 +8,9 @@ Processes (see docs/ARCHITECTURE.md):
     ocirun exec (E)       parse, load the state, build the process, open the init's namespaces
       fexecve a sealed interpreter: the exec helper H (ocirun/exec_init.py), with the sync socket;
       E adds H to the container's cgroup (every hierarchy) while H's interpreter starts
-    (E compiles the seccomp profile into the program X loads, and sends it in the plan)
-    H (host namespaces)   check the process, execCPUAffinity.initial, wait until E has
+    (E checks the process settings into plan data (processplan.build) and compiles the seccomp
+     profile into the program X loads, and sends both in the plan)
+    H (host namespaces)   host reads (LSM), execCPUAffinity.initial, wait until E has
                           added it to the cgroup; setns user .. mnt, fork
     H exits after reporting the pid of X; X is re-parented to E (a child subreaper) in the foreground
     X (in the container)  setsid, the tty, process settings (security.py), close fds, execve
@@ -139,6 +140,14 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
     linux = state.config.get("linux") or {}
     config = {"process": process,
               "linux": {k: linux[k] for k in ("seccomp", "personality", "memoryPolicy") if linux.get(k) is not None}}
+    # every process setting checked here, once, into plan data the helper applies as it is: a bad
+    # field fails now, before the cgroup join and the namespaces, one line naming it. Unknown
+    # capability names (--cap, or process.json) are warned about and skipped, as for create
+    # (config.md: MUST warn, SHOULD NOT fail).
+    from ocirun import processplan
+    settings, warnings = processplan.build(config)
+    for warning in warnings:
+        log.warning(warning)
 
     host_console = None
     if tty and not detach:
@@ -160,8 +169,8 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
             else:
                 console_parent, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             send_fds.append(csock.detach())
-        plan = {"type": protocol.EXEC, "config": config, "ns": ns_kinds, "console": tty, "preserve_fds": preserve,
-                "debug": log.is_debug(), "seccomp": compile_seccomp(config)}
+        plan = {"type": protocol.EXEC, "config": config, "process": settings, "ns": ns_kinds, "console": tty,
+                "preserve_fds": preserve, "debug": log.is_debug(), "seccomp": compile_seccomp(config)}
         if host_console is not None:
             # our own terminal: the pty is set up as ttyproxy.prepare() does, before the program runs
             plan["foreground_tty"] = {"size": ttyproxy.host_size(host_console)}
@@ -258,7 +267,8 @@ def _int_id(text: str, what: str) -> int:
 
 
 def check_process(process: dict) -> None:
-    """runc's validateProcessSpec, plus env entries must be NAME=VALUE."""
+    """runc's validateProcessSpec, plus env entries must be NAME=VALUE (the process settings:
+    processplan.build, in _send_plan)."""
     args = process.get("args")
     if not args or not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise OciError("process.args: must not be empty")
@@ -270,12 +280,6 @@ def check_process(process: dict) -> None:
     for i, item in enumerate(process.get("env") or []):
         if not isinstance(item, str) or "=" not in item or item.startswith("="):
             raise OciError(f"process.env[{i}]: invalid environment variable: {item!r}")
-    # unknown capability names (--cap, or process.json): warned about and skipped, as for create
-    # (config.md: MUST warn, SHOULD NOT fail); the helper checks the rest of the settings
-    from ocirun import log
-    from ocirun.linux.capabilities import validate_capabilities
-    for warning in validate_capabilities(process.get("capabilities")):
-        log.warning(warning)
 
 
 # --- namespaces ------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def bundle_support() -> str:
 
 
 def features() -> dict:
-    from ocirun import __version__, hooks, security
+    from ocirun import __version__, hooks, processplan
     from ocirun.linux import capabilities, lsm, namespaces
     version = _libseccomp_version()
     annotations = {"org.opencontainers.ocirun.version": __version__,
@@ -106,8 +106,8 @@ def features() -> dict:
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": True},
-            # set_mempolicy(2) in ocirun/security.py (MPOL_BIND tested in test_security_units)
-            "memoryPolicy": {"modes": list(security.MPOL_MODES), "flags": sorted(security.MPOL_FLAGS)},
+            # checked in ocirun/processplan.py, set_mempolicy(2) in security.py (MPOL_BIND: test_security_units)
+            "memoryPolicy": {"modes": list(processplan.MPOL_MODES), "flags": sorted(processplan.MPOL_FLAGS)},
         },
         "annotations": annotations,
     }

@@ -172,6 +172,8 @@ class Init:
             self.join_session_keyring()
 
     def check_process(self) -> None:
+        # the process settings as create checked them (processplan.build): applied, never re-parsed
+        self.settings = self.boot["plan"]["process"]
         self.seccomp_filter = security.prepare_process_settings(self.config, self.boot.get("seccomp"))
         if self.process.get("terminal"):
             # only a terminal needs it (termios, fcntl): imported now, before the seal, for console()
@@ -222,7 +224,7 @@ class Init:
         if process.get("terminal"):
             from ocirun.linux import console    # imported before the seal (check_process)
             console.setup_console(self.boot.get("console_socket_fd"), process.get("consoleSize"),
-                                  uid=(process.get("user") or {}).get("uid", 0))
+                                  uid=security.user_id(self.settings))
 
     def sysctl(self) -> None:
         self.write_sysctl(self.linux.get("sysctl") or {})
@@ -232,7 +234,7 @@ class Init:
         procfs.release_handle_if_proc_mounted()
 
     def cwd(self) -> None:
-        make_cwd(self.process.get("cwd"))    # as runc: inside the new root, before root.readonly
+        make_cwd(self.settings["cwd"])    # as runc: inside the new root, before root.readonly
 
     def finalize(self) -> None:
         rootfs.finalize_rootfs(self.ctx)
@@ -244,8 +246,9 @@ class Init:
         # seccomp filter, which may deny close_range
         close_fds_at_exec(3 + int(self.boot.get("preserve_fds", 0)))
         # HOME from the container's /etc/passwd: read as root, before the filter (which may deny open)
-        self.env = with_home(process.get("env") or [], (process.get("user") or {}).get("uid", 0))
-        self.outcome = security.apply_process_settings(self.config, seccomp_filter=self.seccomp_filter,
+        self.env = with_home(process.get("env") or [], security.user_id(self.settings))
+        self.outcome = security.apply_process_settings(self.config, self.settings,
+                                                       seccomp_filter=self.seccomp_filter,
                                                        hand_over_notify_fd=self.hand_over_notify_fd)
         self.path = resolve_executable(process)
 
@@ -331,7 +334,7 @@ STAGE1_STEPS = (
 STAGE2_STEPS = (
     ("session", Init.session),                     # created-state signals, setsid
     ("keyring", Init.keyring),
-    ("check process", Init.check_process),         # process settings parsed, seccomp program taken
+    ("check process", Init.check_process),         # host reads (cap_last_cap, LSM), seccomp program taken
     ("loopback", Init.loopback),
     ("hostname", Init.hostname),
     ("mount sources", Init.mount_sources),         # user namespace: bind sources cloned by the parent

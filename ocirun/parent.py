@@ -62,7 +62,8 @@ def load_and_validate(bundle: str) -> dict:
 def load_validate_compile(bundle: str):
     """The config, checked; its seccomp profile compiled into the program the init will load
     (SeccompProgram or None): the only compile of a create; and the plan validation resolved (the
-    mounts, linux.rootfsPropagation: validate.check_mounts), sent to the init as data."""
+    mounts, linux.rootfsPropagation: validate.check_mounts; the process settings:
+    processplan.build), sent to the init as data."""
     from ocirun import security, spec, validate
     log.timing("create: imports (validation)")
     config = spec.load_config(bundle)
@@ -70,7 +71,7 @@ def load_validate_compile(bundle: str):
     spec.validate_schema(config)
     log.timing("create: validation (schema)")
     plan = validate.validate(config, bundle)
-    warnings, seccomp_program = security.validate_and_compile(config)
+    warnings, seccomp_program, plan["process"] = security.validate_and_compile(config)
     for warning in warnings:
         log.warning(warning)
     log.timing("create: validation (semantic)")

@@ -1,27 +1,27 @@
 """The container process's privilege steps, in the order of runc's standard_init (design note D-13).
 
-The runtime (`create`, `exec`) validates and compiles the profile once, on the host:
-    warnings, program = validate_and_compile(config)          # program: SeccompProgram or None
-and sends program.to_wire() along. The container init calls, before pivot_root (host /proc in view):
-    seccomp_filter = prepare_process_settings(config, wire)   # checks, the program to load, or None
+The process settings are checked once by the runtime (`create`, `exec`), on the host, into plan
+data (ocirun/processplan.py: settings = boot["plan"]["process"], the exec message's plan["process"]);
+nothing here parses config.json's process settings again. The runtime also compiles the profile:
+    warnings, program, settings = validate_and_compile(config)   # program: SeccompProgram or None
+and sends settings and program.to_wire() along. The container init calls, before pivot_root (host
+/proc in view):
+    seccomp_filter = prepare_process_settings(config, wire)   # host reads, the program to load, or None
 and after pivot_root (pid 1 of its pid namespace, still root with every capability):
-    outcome = apply_process_settings(config, seccomp_filter=seccomp_filter,
+    outcome = apply_process_settings(config, settings, seccomp_filter=seccomp_filter,
                                      hand_over_notify_fd=...)   # a notify fd, right after its load
 then, right before execve:
-    apply_final_cpu_affinity(config["process"])     # spec: for `exec` processes, see below
+    apply_final_cpu_affinity(settings)     # spec: for `exec` processes, see below
     reset_signals()
     if outcome.seccomp_pending: load_seccomp_late(seccomp_filter)
     execve(...)
 
-validate_process(config) runs every pure check (no side effect) so that `create` fails early with
-one line naming the field; it returns warnings (capabilities the kernel cannot grant) to print.
-
-Each parse_* function validates one field and returns what the matching set_* step needs, so the
-checks done at create time and at apply time are the same code.
+config is still read for what is not a process setting to parse: the LSM labels (strings written
+as they are, linux/lsm.py) and whether a seccomp profile was asked for.
 """
 import errno
 import os
-import resource
+import resource  # noqa: F401  syscalls.prlimit's (set_rlimits), loaded before the init seals its imports
 import stat
 import _signal as signal  # the C module: signal imports enum (~4 ms of the init's start)
 
@@ -32,81 +32,8 @@ from ocirun.linux import capabilities, lsm, procfs, syscalls
 
 # --- rlimits -------------------------------------------------------------------------------------
 
-# asm-generic/resource.h numbers (x86_64, aarch64); Python's resource module lacks RLIMIT_LOCKS.
-RLIMITS = {name: number for number, name in enumerate((
-    "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
-    "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING",
-    "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME"))}
-_U64 = 1 << 64
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int_from(value, low: int, high: int, path: str) -> int:
-    if not _is_int(value) or not low <= value <= high:
-        raise ConfigError(path, f"must be an integer from {low} to {high}, got {value!r}")
-    return value
-
-
-def _u64(value, path: str) -> int:
-    if not _is_int(value) or not 0 <= value < _U64:
-        raise ConfigError(path, f"must be an unsigned 64-bit integer, got {value!r}")
-    return value
-
-
-def _object_naming(value, path: str, key: str, names: dict, what: str) -> str:
-    """value[key] of a setting that must be an object naming one of `names` (a class, a policy, a mode)."""
-    if not isinstance(value, dict):
-        raise ConfigError(path, "must be an object")
-    name = value.get(key)
-    if name not in names:
-        raise ConfigError(f"{path}.{key}", f"unknown {what} {name!r}")
-    return name
-
-
-def _flag_bits(flags, path: str, bits: dict, what: str) -> int:
-    """The OR of the named flags' bits; flags may be absent."""
-    out = 0
-    for i, flag in enumerate(flags or ()):
-        if flag not in bits:
-            raise ConfigError(f"{path}[{i}]", f"unknown {what} {flag!r}")
-        out |= bits[flag]
-    return out
-
-
-def _rlim(value: int) -> int:
-    # uint64 in config.json; everything from 2**63 up is RLIM_INFINITY for the kernel's rlim_t
-    # (which is what runc passes on), and Python's resource module spells that as RLIM_INFINITY.
-    return resource.RLIM_INFINITY if value >= 1 << 63 else value
-
-
-def parse_rlimits(rlimits, path: str = "process.rlimits") -> list[tuple[int, str, int, int]]:
-    """[(resource, name, soft, hard)]; unknown or duplicated types and soft > hard are errors."""
-    if rlimits is None:
-        return []
-    if not isinstance(rlimits, list):
-        raise ConfigError(path, "must be an array")
-    out, seen = [], set()
-    for i, entry in enumerate(rlimits):
-        epath = f"{path}[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(epath, "must be an object")
-        name = entry.get("type")
-        if name not in RLIMITS:
-            raise ConfigError(f"{epath}.type", f"unknown rlimit type {name!r}")
-        if name in seen:
-            raise ConfigError(f"{epath}.type", f"duplicated rlimit type {name}")
-        seen.add(name)
-        soft, hard = _u64(entry.get("soft"), f"{epath}.soft"), _u64(entry.get("hard"), f"{epath}.hard")
-        if min(soft, 1 << 63) > min(hard, 1 << 63):
-            raise ConfigError(epath, f"soft limit {soft} is greater than hard limit {hard}")
-        out.append((RLIMITS[name], name, _rlim(soft), _rlim(hard)))
-    return out
-
-
-def set_rlimits(limits: list[tuple[int, str, int, int]]) -> None:
+def set_rlimits(limits: list[list]) -> None:
+    """[[resource, name, soft, hard]] (processplan.parse_rlimits)."""
     for res, name, soft, hard in limits:
         try:
             syscalls.prlimit(res, soft, hard)
@@ -118,10 +45,6 @@ def set_rlimits(limits: list[tuple[int, str, int, int]]) -> None:
 
 # --- oom_score_adj -------------------------------------------------------------------------------
 
-def parse_oom_score_adj(value, path: str = "process.oomScoreAdj") -> int | None:
-    return None if value is None else _int_from(value, -1000, 1000, path)
-
-
 def set_oom_score_adj(value: int | None) -> None:
     if value is None:       # spec: not set -> MUST NOT change it
         return
@@ -131,40 +54,12 @@ def set_oom_score_adj(value: int | None) -> None:
 
 # --- personality ---------------------------------------------------------------------------------
 
-PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}   # PER_LINUX, PER_LINUX32
-
-
-def parse_personality(value, path: str = "linux.personality") -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ConfigError(path, "must be an object")
-    domain = value.get("domain")
-    if domain not in PERSONALITY_DOMAINS:
-        raise ConfigError(f"{path}.domain", f"unknown execution domain {domain!r} (LINUX or LINUX32)")
-    if value.get("flags"):
-        raise ConfigError(f"{path}.flags", "personality flags are not supported (the spec defines none)")
-    return PERSONALITY_DOMAINS[domain]
-
-
 def set_personality(persona: int | None) -> None:
     if persona is not None:
         syscalls.personality(persona)
 
 
 # --- I/O priority --------------------------------------------------------------------------------
-
-IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
-
-
-def parse_io_priority(value, path: str = "process.ioPriority") -> int | None:
-    """The ioprio value (class << 13 | level)."""
-    if value is None:
-        return None
-    cls = _object_naming(value, path, "class", IOPRIO_CLASSES, "I/O priority class")
-    level = _int_from(value.get("priority"), 0, 7, f"{path}.priority")
-    return IOPRIO_CLASSES[cls] << syscalls.IOPRIO_CLASS_SHIFT | level
-
 
 def set_io_priority(ioprio: int | None) -> None:
     # IOPRIO_WHO_PROCESS of the init itself: every process of the container descends from it and
@@ -176,89 +71,18 @@ def set_io_priority(ioprio: int | None) -> None:
 
 # --- scheduler -----------------------------------------------------------------------------------
 
-SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,
-                  "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
-SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
-               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10,
-               "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20, "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
-
-
-class Scheduler:
-    # A plain class, not a dataclass: importing dataclasses costs the init ~6 ms (inspect, ast).
-    __slots__ = ("policy", "policy_name", "flags", "nice", "priority", "runtime", "deadline", "period")
-
-    def __init__(self, policy: int, policy_name: str, flags: int = 0, nice: int = 0, priority: int = 0,
-                 runtime: int = 0, deadline: int = 0, period: int = 0):
-        self.policy, self.policy_name, self.flags, self.nice = policy, policy_name, flags, nice
-        self.priority, self.runtime, self.deadline, self.period = priority, runtime, deadline, period
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Scheduler) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
-
-
-def parse_scheduler(value, path: str = "process.scheduler") -> Scheduler | None:
-    """Checks as runc's validator: nice range, priority only for FIFO/RR, times only for DEADLINE."""
-    if value is None:
-        return None
-    policy = _object_naming(value, path, "policy", SCHED_POLICIES, "scheduling policy")
-    if policy == "SCHED_ISO":
-        raise ConfigError(f"{path}.policy", "SCHED_ISO is not implemented by the Linux kernel")
-    flags = _flag_bits(value.get("flags"), f"{path}.flags", SCHED_FLAGS, "scheduler flag")
-    nice = _int_from(value.get("nice", 0), -20, 19, f"{path}.nice")
-    priority = _int_from(value.get("priority", 0), 0, 99, f"{path}.priority")
-    if priority and policy not in ("SCHED_FIFO", "SCHED_RR"):
-        raise ConfigError(f"{path}.priority", "can only be set with SCHED_FIFO or SCHED_RR")
-    if policy in ("SCHED_FIFO", "SCHED_RR") and not priority:
-        raise ConfigError(f"{path}.priority", f"{policy} needs a priority from 1 to 99")
-    times = {}
-    for key in ("runtime", "deadline", "period"):
-        t = _u64(value.get(key, 0), f"{path}.{key}")
-        if t and policy != "SCHED_DEADLINE":
-            raise ConfigError(f"{path}.{key}", "can only be set with SCHED_DEADLINE")
-        times[key] = t
-    return Scheduler(SCHED_POLICIES[policy], policy, flags, nice, priority, **times)
-
-
-def set_scheduler(sched: Scheduler | None) -> None:
+def set_scheduler(sched: dict | None) -> None:
+    """sched_setattr(2) with processplan.parse_scheduler's fields."""
     if sched is not None:
-        syscalls.sched_setattr(0, sched.policy, sched.flags, sched.nice, sched.priority, sched.runtime,
-                               sched.deadline, sched.period,
-                               label=f"policy={sched.policy_name} nice={sched.nice} priority={sched.priority}")
+        syscalls.sched_setattr(0, sched["policy"], sched["flags"], sched["nice"], sched["priority"],
+                               sched["runtime"], sched["deadline"], sched["period"],
+                               label=f"policy={sched['policyName']} nice={sched['nice']} "
+                                     f"priority={sched['priority']}")
 
 
 # --- CPU affinity (execCPUAffinity) --------------------------------------------------------------
 
-def parse_cpu_list(text, path: str) -> set[int]:
-    """"0-3,7" -> {0, 1, 2, 3, 7}."""
-    if not isinstance(text, str):
-        raise ConfigError(path, "must be a string such as \"0-3,7\"")
-    cpus = set()
-    for part in text.split(","):
-        part = part.strip()
-        lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ConfigError(path, f"invalid CPU list {text!r} (expected e.g. \"0-3,7\")")
-        first, last = int(lo), int(hi) if sep else int(lo)
-        if last < first or last >= 8192:
-            raise ConfigError(path, f"invalid CPU range {part!r}")
-        cpus.update(range(first, last + 1))
-    return cpus
-
-
-def parse_exec_cpu_affinity(value, path: str = "process.execCPUAffinity") -> tuple[set | None, set | None]:
-    """(initial, final) CPU sets; None when not set (or empty: the kernel decides)."""
-    if value is None:
-        return None, None
-    if not isinstance(value, dict):
-        raise ConfigError(path, "must be an object")
-    out = []
-    for key in ("initial", "final"):
-        text = value.get(key)
-        out.append(parse_cpu_list(text, f"{path}.{key}") if text else None)
-    return out[0], out[1]
-
-
-def _set_affinity(cpus: set[int] | None, what: str) -> None:
+def _set_affinity(cpus: list[int] | None, what: str) -> None:
     if cpus is None:
         return
     try:
@@ -267,85 +91,31 @@ def _set_affinity(cpus: set[int] | None, what: str) -> None:
         raise SyscallError(exc.errno, "sched_setaffinity", f"process.execCPUAffinity.{what}") from None
 
 
-def apply_initial_cpu_affinity(process: dict) -> None:
-    """execCPUAffinity.initial of the `process` object: for `exec`, in the runtime's process before
-    it joins the container's cgroup."""
-    _set_affinity(parse_exec_cpu_affinity((process or {}).get("execCPUAffinity"))[0], "initial")
+def apply_initial_cpu_affinity(settings: dict) -> None:
+    """execCPUAffinity.initial of the plan's process settings: for `exec`, in the runtime's process
+    before it joins the container's cgroup."""
+    _set_affinity(settings["execCPUAffinity"][0], "initial")
 
 
-def apply_final_cpu_affinity(process: dict) -> None:
-    """execCPUAffinity.final of the `process` object: after joining the cgroup, before execve (and
-    before the late seccomp load, which could forbid sched_setaffinity)."""
-    _set_affinity(parse_exec_cpu_affinity((process or {}).get("execCPUAffinity"))[1], "final")
+def apply_final_cpu_affinity(settings: dict) -> None:
+    """execCPUAffinity.final of the plan's process settings: after joining the cgroup, before execve
+    (and before the late seccomp load, which could forbid sched_setaffinity)."""
+    _set_affinity(settings["execCPUAffinity"][1], "final")
 
 
 # --- NUMA memory policy --------------------------------------------------------------------------
 
-MPOL_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3, "MPOL_LOCAL": 4,
-              "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
-MPOL_FLAGS = {"MPOL_F_STATIC_NODES": 1 << 15, "MPOL_F_RELATIVE_NODES": 1 << 14,
-              "MPOL_F_NUMA_BALANCING": 1 << 13}
-_MPOL_WITHOUT_NODES = ("MPOL_DEFAULT", "MPOL_LOCAL")
-_MPOL_NEED_NODES = ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE")
-
-
-def parse_memory_policy(value, path: str = "linux.memoryPolicy") -> tuple[int, set[int]] | None:
-    """(mode | flags, nodes) for set_mempolicy(2)."""
-    if value is None:
-        return None
-    mode_name = _object_naming(value, path, "mode", MPOL_MODES, "memory policy mode")
-    nodes = parse_cpu_list(value["nodes"], f"{path}.nodes") if value.get("nodes") else set()
-    if nodes and mode_name in _MPOL_WITHOUT_NODES:
-        raise ConfigError(f"{path}.nodes", f"must be empty with {mode_name}")
-    if not nodes and mode_name in _MPOL_NEED_NODES:
-        raise ConfigError(f"{path}.nodes", f"{mode_name} needs at least one node")
-    flags = _flag_bits(value.get("flags"), f"{path}.flags", MPOL_FLAGS, "memory policy flag")
-    return MPOL_MODES[mode_name] | flags, nodes
-
-
-def set_memory_policy(policy: tuple[int, set[int]] | None) -> None:
+def set_memory_policy(policy: list | None) -> None:
+    """[mode, nodes] (processplan.parse_memory_policy)."""
     if policy is not None:
-        syscalls.set_mempolicy(*policy)
+        syscalls.set_mempolicy(policy[0], set(policy[1]))
 
 
 # --- user ----------------------------------------------------------------------------------------
 
-class User:
-    __slots__ = ("uid", "gid", "additional_gids", "umask")
-
-    def __init__(self, uid: int, gid: int, additional_gids: tuple[int, ...] = (), umask: int | None = None):
-        self.uid, self.gid, self.additional_gids, self.umask = uid, gid, additional_gids, umask
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, User) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
-
-
-def _id(value, path: str) -> int:
-    if value is None:
-        raise ConfigError(path, "is required (config.md: uid and gid are REQUIRED)")
-    if not _is_int(value) or not 0 <= value < 0xFFFFFFFF:   # (uid_t)-1 means "unchanged" to the kernel
-        raise ConfigError(path, f"must be an id from 0 to 4294967294, got {value!r}")
-    return value
-
-
-def parse_user(value, path: str = "process.user") -> User | None:
-    """Numeric ids only: no /etc/passwd or NSS lookups in the container (D-12)."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ConfigError(path, "must be an object")
-    if value.get("username"):
-        raise ConfigError(f"{path}.username", "is only supported on Windows; use uid and gid")
-    uid = _id(value.get("uid"), f"{path}.uid")
-    gid = _id(value.get("gid"), f"{path}.gid")
-    gids = value.get("additionalGids") or []
-    if not isinstance(gids, list):
-        raise ConfigError(f"{path}.additionalGids", "must be an array of group ids")
-    extra = tuple(_id(g, f"{path}.additionalGids[{i}]") for i, g in enumerate(gids))
-    umask = value.get("umask")
-    if umask is not None and (not _is_int(umask) or not 0 <= umask <= 0o777):
-        raise ConfigError(f"{path}.umask", f"must be an integer from 0 to 0o777 (511), got {umask!r}")
-    return User(uid, gid, extra, umask)
+def user_id(settings: dict) -> int:
+    """The uid the process will run as (0 without process.user): its stdio, its pty, its HOME."""
+    return (settings["user"] or {}).get("uid", 0)
 
 
 def _setgroups_allowed() -> bool:
@@ -382,10 +152,11 @@ def own_stdio(uid: int) -> None:
                 raise SyscallError(exc.errno, "fchown", f"stdio fd {fd} to uid {uid}") from None
 
 
-def set_user(user: User | None) -> None:
-    """setgroups, setresgid, setresuid keeping the permitted capabilities (PR_SET_KEEPCAPS); umask.
-    First the stdio is given to the user (own_stdio; runc does it for uid 0 too)."""
-    own_stdio(user.uid if user is not None else 0)
+def set_user(user: dict | None) -> None:
+    """setgroups, setresgid, setresuid keeping the permitted capabilities (PR_SET_KEEPCAPS); umask
+    (user: processplan.parse_user's). First the stdio is given to the user (own_stdio; runc does it
+    for uid 0 too)."""
+    own_stdio(user["uid"] if user is not None else 0)
     if user is None:
         os.umask(0o022)     # runc's default: the caller's umask never reaches the container
         return
@@ -393,16 +164,54 @@ def set_user(user: User | None) -> None:
     try:
         if _setgroups_allowed():
             # always called: also drops the groups the runtime itself had
-            _os_call(syscalls.setgroups, list(user.additional_gids), op="setgroups",
-                     detail=str(list(user.additional_gids)))
-        elif user.additional_gids:
+            _os_call(syscalls.setgroups, list(user["additionalGids"]), op="setgroups",
+                     detail=str(list(user["additionalGids"])))
+        elif user["additionalGids"]:
             raise ConfigError("process.user.additionalGids",
                               "cannot be set: setgroups is denied in this user namespace")
-        _os_call(syscalls.setresgid, user.gid, user.gid, user.gid, op="setresgid", detail=str(user.gid))
-        _os_call(syscalls.setresuid, user.uid, user.uid, user.uid, op="setresuid", detail=str(user.uid))
+        gid, uid = user["gid"], user["uid"]
+        _os_call(syscalls.setresgid, gid, gid, gid, op="setresgid", detail=str(gid))
+        _os_call(syscalls.setresuid, uid, uid, uid, op="setresuid", detail=str(uid))
     finally:
         syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0, op="prctl PR_SET_KEEPCAPS")
-    os.umask(user.umask if user.umask is not None else 0o022)   # runc's default when unset
+    os.umask(user["umask"] if user["umask"] is not None else 0o022)   # runc's default when unset
+
+
+# --- capabilities --------------------------------------------------------------------------------
+
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def set_bounding(keep: list[int]) -> None:
+    """Drop every capability whose number is not in keep from the bounding set (needs CAP_SETPCAP)."""
+    keep = set(keep)
+    for number in range(capabilities.kernel_last_cap() + 1):
+        if number in keep:
+            continue
+        try:
+            syscalls.prctl(syscalls.PR_CAPBSET_DROP, number, op="prctl PR_CAPBSET_DROP")
+        except OSError as exc:
+            raise SyscallError(exc.errno, "prctl PR_CAPBSET_DROP", capabilities.CAPABILITIES[number]) from None
+
+
+def set_capabilities(sets: dict[str, list[int]]) -> None:
+    """Set effective, permitted and inheritable exactly as planned (capabilities.plan_capabilities),
+    then raise the ambient set.
+
+    Called after the uid change (with PR_SET_KEEPCAPS the permitted set survived it), so every
+    configured capability is still in the permitted set and capset can only lower it.
+    """
+    masks = {name: sum(1 << number for number in sets[name]) for name in ("effective", "permitted", "inheritable")}
+    try:
+        syscalls.capset(masks["effective"], masks["permitted"], masks["inheritable"])
+    except OSError as exc:
+        detail = ", ".join(f"{name}={len(sets[name])}" for name in ("effective", "permitted", "inheritable"))
+        raise SyscallError(exc.errno, "capset", detail) from None
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, op="prctl PR_CAP_AMBIENT_CLEAR_ALL")
+    for number in sets["ambient"]:
+        syscalls.prctl(syscalls.PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, number,
+                       op=f"prctl PR_CAP_AMBIENT_RAISE {capabilities.CAPABILITIES[number]}")
 
 
 def _os_call(func, *args, op: str, detail: str):
@@ -459,50 +268,31 @@ def reset_signals() -> None:
 
 # --- the whole sequence --------------------------------------------------------------------------
 
-def validate_process(config: dict) -> list[str]:
-    """All pure checks of the process settings; ConfigError on the first bad field, else warnings."""
-    return validate_and_compile(config)[0]
-
-
-def validate_and_compile(config: dict) -> "tuple[list[str], SeccompProgram | None]":
-    """validate_process, and the seccomp profile compiled into the program the process will load
-    (the one compile of a create or exec: libseccomp is dlopen()ed by the runtime only)."""
-    warnings = _check_fields(config)
+def validate_and_compile(config: dict) -> "tuple[list[str], SeccompProgram | None, dict]":
+    """The runtime's one pass (create, on the host): the process settings checked into plan data
+    (processplan.build), the host's LSMs checked against the labels asked for, and the seccomp
+    profile compiled into the program the process will load (the one compile of a create:
+    libseccomp is dlopen()ed by the runtime only). Returns (warnings, program or None, settings)."""
+    from ocirun import processplan     # the runtime's side only: the init and exec helper never parse
+    settings, warnings = processplan.build(config)
+    lsm.validate_lsm(config)     # a host check: apparmorProfile, selinuxLabel, mountLabel need the LSM
     seccomp = (config.get("linux") or {}).get("seccomp")
     if seccomp is None:
-        return warnings, None
+        return warnings, None, settings
     from ocirun.linux.seccomp import compile_filter
     with compile_filter(seccomp) as built:
-        return warnings, built.program()
-
-
-def _check_fields(config: dict) -> list[str]:
-    process = config.get("process") or {}
-    linux = config.get("linux") or {}
-    warnings = capabilities.validate_capabilities(process.get("capabilities"))
-    parse_rlimits(process.get("rlimits"))
-    parse_oom_score_adj(process.get("oomScoreAdj"))
-    parse_personality(linux.get("personality"))
-    parse_io_priority(process.get("ioPriority"))
-    parse_scheduler(process.get("scheduler"))
-    parse_exec_cpu_affinity(process.get("execCPUAffinity"))
-    parse_memory_policy(linux.get("memoryPolicy"))
-    parse_user(process.get("user"))
-    lsm.validate_lsm(config)     # apparmorProfile, selinuxLabel, mountLabel: the host must have the LSM
-    cwd = process.get("cwd")
-    if cwd is not None and (not isinstance(cwd, str) or not cwd.startswith("/")):
-        raise ConfigError("process.cwd", "must be an absolute path")
-    return warnings
+        return warnings, built.program(), settings
 
 
 def prepare_process_settings(config: dict, seccomp_wire: dict | None = None) -> "SeccompProgram | None":
-    """Run in the init BEFORE it enters the rootfs (pivot_root): checks the fields again, reads what
-    later steps need from the host (cap_last_cap, a procfs handle) and takes the seccomp program the
-    runtime compiled (seccomp_wire, SeccompProgram.to_wire()). A config with a profile but no program
-    is refused: the process must never run unfiltered."""
-    _check_fields(config)
+    """Run in the init (and the exec helper) BEFORE it enters the rootfs (pivot_root): reads what
+    later steps need from the host (cap_last_cap, a checked procfs handle for the LSM labels, which
+    checks the host's LSMs again: the exec helper's only check of them) and takes the seccomp program
+    the runtime compiled (seccomp_wire, SeccompProgram.to_wire()). The process settings are not
+    checked again: the runtime sent them as plan data. A config with a profile but no program is
+    refused: the process must never run unfiltered."""
     capabilities.kernel_last_cap()
-    lsm.prepare_lsm(config)      # a checked handle on the host's procfs, for the exec labels
+    lsm.prepare_lsm(config)
     if seccomp_wire is not None:
         from ocirun.linux.seccomp import SeccompProgram
         return SeccompProgram.from_wire(seccomp_wire)
@@ -523,9 +313,10 @@ class ProcessSettingsOutcome:
         return self.seccomp_pending
 
 
-def apply_process_settings(config: dict, *, seccomp_filter: "SeccompProgram | None",
+def apply_process_settings(config: dict, settings: dict, *, seccomp_filter: "SeccompProgram | None",
                            hand_over_notify_fd=None) -> ProcessSettingsOutcome:
-    """Apply process/linux settings to the calling process, in runc's order (D-13).
+    """Apply the plan's process settings (processplan.build) to the calling process, in runc's
+    order (D-13). From config only the LSM labels are read (linux/lsm.py).
 
     Seccomp: with noNewPrivileges=false the filter is loaded here while CAP_SYS_ADMIN is still held
     (before the bounding set, uid and capability changes), so the profile must allow what follows
@@ -543,19 +334,15 @@ def apply_process_settings(config: dict, *, seccomp_filter: "SeccompProgram | No
     execCPUAffinity is not applied: the spec says it does not apply to the container's init; the
     `exec` path calls apply_initial_cpu_affinity / apply_final_cpu_affinity.
     """
-    process = config.get("process") or {}
-    linux = config.get("linux") or {}
-    caps = process.get("capabilities")
-    user = parse_user(process.get("user"))
+    caps = settings["capabilities"]
+    set_rlimits(settings["rlimits"])
+    set_oom_score_adj(settings["oomScoreAdj"])
+    set_personality(settings["personality"])   # before seccomp (runc#4900)
+    set_io_priority(settings["ioPriority"])
+    set_scheduler(settings["scheduler"])
+    set_memory_policy(settings["memoryPolicy"])
 
-    set_rlimits(parse_rlimits(process.get("rlimits")))
-    set_oom_score_adj(parse_oom_score_adj(process.get("oomScoreAdj")))
-    set_personality(parse_personality(linux.get("personality")))   # before seccomp (runc#4900)
-    set_io_priority(parse_io_priority(process.get("ioPriority")))
-    set_scheduler(parse_scheduler(process.get("scheduler")))
-    set_memory_policy(parse_memory_policy(linux.get("memoryPolicy")))
-
-    nnp = bool(process.get("noNewPrivileges"))
+    nnp = settings["noNewPrivileges"]
     if nnp:
         set_no_new_privs()
     lsm.apply_exec_labels(config)    # after NNP, before seccomp (runc's order)
@@ -564,9 +351,9 @@ def apply_process_settings(config: dict, *, seccomp_filter: "SeccompProgram | No
     if seccomp_filter is not None and not nnp:
         notify_fd = _handed_over(seccomp_filter.load(), hand_over_notify_fd)
 
-    capabilities.drop_bounding(caps)
+    set_bounding(caps["bounding"])
     # cwd first as root (a directory only root can enter), again as the user if that was refused
-    cwd = process.get("cwd")
+    cwd = settings["cwd"]
     chdir_later = False
     if cwd:
         try:
@@ -575,10 +362,10 @@ def apply_process_settings(config: dict, *, seccomp_filter: "SeccompProgram | No
             if exc.errno not in (1, 13):    # EPERM, EACCES: maybe fine for the user (root squash)
                 raise
             chdir_later = True
-    set_user(user)
+    set_user(settings["user"])
     if chdir_later:
         _chdir(cwd)
-    capabilities.apply_capabilities(caps)
+    set_capabilities(caps)
 
     pending = False
     if seccomp_filter is not None and nnp:

@@ -285,7 +285,7 @@ class Recorder:
         self.record("capset", f"e={_caps(effective)} p={_caps(permitted)} i={_caps(inheritable)}")
 
     def fake_prlimit(self, resource_nr, soft, hard) -> None:
-        from ocirun.security import RLIMITS
+        from ocirun.processplan import RLIMITS
         name = {v: k for k, v in RLIMITS.items()}.get(resource_nr, str(resource_nr))
         self.record("prlimit", f"{name} {soft} {hard}")
 

@@ -1,4 +1,5 @@
-"""Linux capabilities: the name table, validation of process.capabilities, and applying the sets.
+"""Linux capabilities: the name table and validation of process.capabilities (pure but for reading
+the kernel's cap_last_cap: no ctypes, `exec` checks its process with it); security.py applies the sets.
 
 Policy (config.md: a capability that cannot be mapped or granted MUST be logged as a warning and
 the runtime SHOULD NOT fail; runc 1.2 does the same):
@@ -11,11 +12,10 @@ the runtime SHOULD NOT fail; runc 1.2 does the same):
 - an absent process.capabilities means every set is empty (runc does the same: the process keeps
   no capabilities at all), and an absent set inside it means that set is empty.
 
-The sets are applied with capset(2) and prctl(2) (ocirun.linux.syscalls): python-prctl, used before,
-cost ~4 ms of imports in every init and exec helper.
+The sets are applied by security.set_bounding / set_capabilities with capset(2) and prctl(2)
+(ocirun.linux.syscalls): python-prctl, used before, cost ~4 ms of imports in every init and exec helper.
 """
-from ocirun.errors import ConfigError, SyscallError
-from ocirun.linux import syscalls
+from ocirun.errors import ConfigError
 
 # Index = capability number (linux/capability.h).
 CAPABILITIES = (
@@ -31,10 +31,6 @@ CAPABILITIES = (
 CAP_NUMBERS = {name: number for number, name in enumerate(CAPABILITIES)}
 
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
-
-PR_CAP_AMBIENT_RAISE = 2
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-PR_CAPBSET_DROP = 24
 
 _last_cap: int | None = None
 
@@ -102,38 +98,12 @@ def cap_numbers(names) -> set[int]:
     return {CAP_NUMBERS[n] for n in names or () if CAP_NUMBERS.get(n, last + 1) <= last}
 
 
-def drop_bounding(caps: dict | None) -> None:
-    """Drop every capability not listed in caps["bounding"] from the bounding set (needs CAP_SETPCAP)."""
-    keep = cap_numbers((caps or {}).get("bounding"))
-    for number in range(kernel_last_cap() + 1):
-        if number in keep:
-            continue
-        try:
-            syscalls.prctl(PR_CAPBSET_DROP, number, op="prctl PR_CAPBSET_DROP")
-        except OSError as exc:
-            raise SyscallError(exc.errno, "prctl PR_CAPBSET_DROP", CAPABILITIES[number]) from None
-
-
-def apply_capabilities(caps: dict | None) -> None:
-    """Set effective, permitted and inheritable exactly as configured, then the ambient set.
-
-    Called after the uid change (with PR_SET_KEEPCAPS the permitted set survived it), so every
-    configured capability is still in the permitted set and capset can only lower it.
-    """
+def plan_capabilities(caps: dict | None) -> dict[str, list[int]]:
+    """The (already validated) sets as the numbers to apply, for the plan (ocirun/processplan.py):
+    names the kernel knows only, and in "ambient" only what can be raised (in both inheritable and
+    permitted; the kernel refuses any other). An absent set is empty."""
     caps = caps or {}
-    wanted = {name: cap_numbers(caps.get(name)) for name in ("effective", "permitted", "inheritable")}
-    masks = {name: sum(1 << number for number in numbers) for name, numbers in wanted.items()}
-    try:
-        syscalls.capset(masks["effective"], masks["permitted"], masks["inheritable"])
-    except OSError as exc:
-        raise SyscallError(exc.errno, "capset", _describe(caps)) from None
-
-    syscalls.prctl(syscalls.PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, op="prctl PR_CAP_AMBIENT_CLEAR_ALL")
-    raisable = wanted["inheritable"] & wanted["permitted"]
-    for number in sorted(cap_numbers(caps.get("ambient")) & raisable):
-        syscalls.prctl(syscalls.PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, number,
-                       op=f"prctl PR_CAP_AMBIENT_RAISE {CAPABILITIES[number]}")
-
-
-def _describe(caps: dict) -> str:
-    return ", ".join(f"{s}={len(caps.get(s) or ())}" for s in ("effective", "permitted", "inheritable"))
+    sets = {name: sorted(cap_numbers(caps.get(name))) for name in CAP_SETS}
+    raisable = set(sets["inheritable"]) & set(sets["permitted"])
+    sets["ambient"] = [number for number in sets["ambient"] if number in raisable]
+    return sets

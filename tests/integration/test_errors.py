@@ -152,6 +152,27 @@ def test_wrong_field_types_are_refused_by_the_schema_naming_the_field(ocirun, mu
     create_fails(ocirun, config, field)
 
 
+@pytest.mark.parametrize("mutate,message", [
+    (lambda c: c["process"].update(scheduler={"policy": "SCHED_RR"}),
+     "process.scheduler.priority: SCHED_RR needs a priority from 1 to 99"),
+    (lambda c: c["process"].update(oomScoreAdj=5000),
+     "process.oomScoreAdj: must be an integer from -1000 to 1000, got 5000"),
+    (lambda c: c["process"].update(execCPUAffinity={"final": "3-1"}),
+     "process.execCPUAffinity.final: invalid CPU range '3-1'"),
+    (lambda c: c["process"]["user"].update(umask=1000),
+     "process.user.umask: must be an integer from 0 to 0o777 (511), got 1000"),
+    (lambda c: c["linux"].update(memoryPolicy={"mode": "MPOL_BIND"}),
+     "linux.memoryPolicy.nodes: MPOL_BIND needs at least one node"),
+])
+def test_process_settings_the_schema_accepts_are_refused_by_create_before_anything_is_made(
+        ocirun, mutate, message):
+    """The process settings are checked once, by create, into the plan the init applies
+    (ocirun/processplan.py): a bad one fails there, one line naming the field, nothing made."""
+    config = base_config()
+    mutate(config)
+    create_fails(ocirun, config, message)
+
+
 # --- ids and state -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", ["a/b", "..", ".", "", "../x", "a b"])

@@ -344,6 +344,26 @@ def test_process_file_without_cwd_or_args_is_refused(box, tmp_path):
     assert proc.returncode == 255 and "args" in proc.stderr
 
 
+@pytest.mark.parametrize("field,message", [
+    ({"rlimits": [{"type": "RLIMIT_FOO", "soft": 1, "hard": 1}]},
+     "process.rlimits[0].type: unknown rlimit type 'RLIMIT_FOO'"),
+    ({"scheduler": {"policy": "SCHED_FIFO"}}, "process.scheduler.priority: SCHED_FIFO needs a priority from 1 to 99"),
+    ({"user": {"uid": 0, "gid": 0, "umask": 4096}},
+     "process.user.umask: must be an integer from 0 to 0o777 (511), got 4096"),
+])
+def test_a_bad_process_setting_fails_in_exec_before_the_helper_does_anything(box, tmp_path, field, message):
+    """exec checks its process's settings itself (ocirun/processplan.py), before the helper is put
+    in the cgroup or sent anything: one line naming the field, exit 255."""
+    path = tmp_path / "process.json"
+    path.write_text(json.dumps(dict({"args": ["true"], "cwd": "/"}, **field)))
+    proc = box.ocirun("exec", "-p", str(path), box.cid, extra_global=("--debug",))
+    assert proc.returncode == 255
+    errors = [line for line in proc.stderr.splitlines() if "level=error" in line]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert "exec: state loaded" not in proc.stderr and "exec helper: waited for the plan" not in proc.stderr, \
+        proc.stderr
+
+
 def test_preserve_fds_passes_the_next_n_fds(box):
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()

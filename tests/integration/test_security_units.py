@@ -18,7 +18,7 @@ import tempfile
 
 import pytest
 
-from ocirun import security
+from ocirun import processplan, security
 from ocirun.errors import SyscallError
 from ocirun.linux import capabilities, syscalls
 from ocirun.linux.seccomp import compile_filter, find_notify_fd, send_notify_fd
@@ -27,6 +27,11 @@ from tests import syscall_queries
 pytestmark = pytest.mark.root
 
 CHILD_TIMEOUT = 20
+
+
+def settings_of(config: dict) -> dict:
+    """The process settings as the init gets them: checked by the runtime, through the JSON wire."""
+    return json.loads(json.dumps(processplan.build(config)[0]))
 
 
 def run_child(fn, *, setup=None) -> tuple[dict, int]:
@@ -134,7 +139,7 @@ def test_full_settings_as_non_root_user_with_no_new_privs():
 
     def child():
         filt = security.prepare_process_settings(config, security.validate_and_compile(config)[1].to_wire())
-        outcome = security.apply_process_settings(config, seccomp_filter=filt)
+        outcome = security.apply_process_settings(config, settings_of(config), seccomp_filter=filt)
         before = status_report()["Seccomp"]
         security.load_seccomp_late(filt)
         with open("/proc/self/oom_score_adj") as f:
@@ -182,7 +187,7 @@ def test_seccomp_loaded_while_privileged_when_no_new_privs_is_false():
               "linux": {"seccomp": GETCWD_ENOSYS}}
 
     def child():
-        outcome = security.apply_process_settings(config, seccomp_filter=compile_filter(GETCWD_ENOSYS))
+        outcome = security.apply_process_settings(config, settings_of(config), seccomp_filter=compile_filter(GETCWD_ENOSYS))
         report = {"pending": outcome.seccomp_pending, "truthy": bool(outcome), "status": status_report(),
                   "cwd_errno": errno_of(os.getcwd)}
         # why it had to be early: without CAP_SYS_ADMIN and no_new_privs the kernel refuses a filter
@@ -210,7 +215,7 @@ def test_root_user_gets_exactly_the_configured_sets():
     config = {"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "capabilities": caps}}
 
     def child():
-        security.apply_process_settings(config, seccomp_filter=None)
+        security.apply_process_settings(config, settings_of(config), seccomp_filter=None)
         return status_report()
 
     st = ok(run_child(child)[0])
@@ -223,7 +228,7 @@ def test_root_user_gets_exactly_the_configured_sets():
 
 def test_failing_step_reports_the_field():
     config = {"process": {"cwd": "/nonexistent-ocirun-cwd", "user": {"uid": 0, "gid": 0}}}
-    reply, _ = run_child(lambda: security.apply_process_settings(config, seccomp_filter=None) and None)
+    reply, _ = run_child(lambda: security.apply_process_settings(config, settings_of(config), seccomp_filter=None) and None)
     assert reply["error"] == ('SyscallError: chdir to cwd ("/nonexistent-ocirun-cwd") set in config.json '
                               'failed: No such file or directory')
 
@@ -249,9 +254,9 @@ def test_cwd_only_the_user_can_enter(world_dir):
     def child():
         # drop the DAC overrides first so that the first (root) chdir attempt gets EACCES
         kept = ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
-        capabilities.apply_capabilities({"effective": kept, "permitted": kept})
+        security.set_capabilities(capabilities.plan_capabilities({"effective": kept, "permitted": kept}))
         first = errno_of(lambda: os.chdir(private))
-        security.apply_process_settings(config, seccomp_filter=None)
+        security.apply_process_settings(config, settings_of(config), seccomp_filter=None)
         return [first, os.getcwd()]
 
     assert ok(run_child(child)[0]) == [errno.EACCES, private]
@@ -300,9 +305,9 @@ def test_exec_cpu_affinity():
     config = {"process": {"execCPUAffinity": {"initial": str(cpus[0]), "final": f"{cpus[0]}-{cpus[1]}"}}}
 
     def child():
-        security.apply_initial_cpu_affinity(config["process"])
+        security.apply_initial_cpu_affinity(settings_of(config))
         initial = sorted(os.sched_getaffinity(0))
-        security.apply_final_cpu_affinity(config["process"])
+        security.apply_final_cpu_affinity(settings_of(config))
         return [initial, sorted(os.sched_getaffinity(0))]
 
     initial, final = ok(run_child(child)[0])
@@ -391,7 +396,7 @@ def test_notify_with_no_new_privs_is_loaded_by_apply(agent_socket):
               "linux": {"seccomp": profile}}
 
     def child():
-        outcome = security.apply_process_settings(config, seccomp_filter=compile_filter(profile))
+        outcome = security.apply_process_settings(config, settings_of(config), seccomp_filter=compile_filter(profile))
         fd = outcome.notify_fd
         return {"pending": outcome.seccomp_pending, "fd_kind": os.readlink(f"/proc/self/fd/{fd}"),
                 "found": find_notify_fd(os.getpid()) == fd, "seccomp": status_report()["Seccomp"]}

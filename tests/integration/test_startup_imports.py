@@ -96,4 +96,28 @@ def test_exec_and_its_helper_import_nothing_heavy(ocirun):
     assert "ocirun.exec_init" in helper
     heavy = sorted(m for m in helper if m.split(".")[0] in EXEC_HEAVY)
     assert heavy == [], f"the exec helper imports {heavy}"
+    # exec checks the process settings in its parent (ocirun/processplan.py); the helper only
+    # applies them, so it never loads the parsing
+    assert "ocirun.processplan" in modules and "ocirun.processplan" not in helper
     ocirun("delete", "-f", "c3", check=True)
+
+
+# the process settings' checks (ocirun/processplan.py), which exec's parent runs: nothing heavy and
+# no ctypes through them (exec's parent loads ctypes for its own prctl, not for these); the init and
+# the exec helper, which apply the plan, do not load them at all
+PLAN_HEAVY = ("ctypes", "json", "re", "enum", "collections", "dataclasses", "typing", "resource")
+
+
+def test_the_process_plan_imports_nothing_heavy_and_the_children_do_not_import_it():
+    code = (f"import sys; sys.path.insert(0, {REPO!r}); before = set(sys.modules); import ocirun.processplan; "
+            "print(' '.join(sorted(set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-ISB", "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = out.stdout.split()
+    assert "ocirun.processplan" in loaded
+    heavy = sorted(m for m in loaded if m.split(".")[0] in PLAN_HEAVY)
+    assert heavy == [], f"ocirun.processplan imports {heavy}"
+    for child in ("ocirun.init", "ocirun.exec_init"):
+        code = f"import sys; sys.path.insert(0, {REPO!r}); import {child}; print(' '.join(sys.modules))"
+        out = subprocess.run([sys.executable, "-ISB", "-c", code], capture_output=True, text=True, timeout=60,
+                             check=True)
+        assert "ocirun.processplan" not in out.stdout.split(), child

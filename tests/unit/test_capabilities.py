@@ -146,8 +146,10 @@ def test_apply_capabilities_in_a_child():
     if pid == 0:
         code = 1
         try:
-            caps.apply_capabilities({"effective": ["CAP_KILL"], "permitted": ["CAP_KILL", "CAP_CHECKPOINT_RESTORE"],
-                                     "inheritable": ["CAP_CHECKPOINT_RESTORE"]})
+            from ocirun import security
+            security.set_capabilities(caps.plan_capabilities(
+                {"effective": ["CAP_KILL"], "permitted": ["CAP_KILL", "CAP_CHECKPOINT_RESTORE"],
+                 "inheritable": ["CAP_CHECKPOINT_RESTORE"]}))
             code = 0 if syscalls.capget() == (1 << 5, 1 << 5 | 1 << 40, 1 << 40) else 2
         finally:
             os._exit(code)

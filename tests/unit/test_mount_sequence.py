@@ -13,7 +13,7 @@ import _signal
 
 import pytest
 
-from ocirun import init
+from ocirun import init, processplan
 from ocirun.defaultspec import example_spec, to_rootless
 from ocirun.initctx import InitContext
 from ocirun.linux import rootfs
@@ -251,6 +251,8 @@ RECORDED_STEPS = ("join namespaces", "user namespace", "unshare", "session", "ke
 def record_init(bundle: str, config: dict, monkeypatch, plan: dict | None = None) -> Recorder:
     if plan is None:
         plan = {**check_mounts(config, bundle), **check_namespaces(config, bundle)}
+    if "process" not in plan:     # the process settings, as create checks them (processplan.build)
+        plan["process"] = processplan.build(config)[0]
     boot = {"config": config, "plan": plan, "bundle": bundle,
             "rootfs": os.path.join(bundle, "rootfs"), "state": {"id": "c1"}}
     it = init.Init(None, boot)
@@ -296,6 +298,29 @@ def test_init_steps_default_config(bundle, monkeypatch):
     # the mounts are those of the rootfs sequence, split at pivot_root
     mounts = [str(c) for c in rec.calls if c.step in ("rootfs", "pivot", "finalize")]
     assert mounts == PROPAGATION + MOUNTS + MKNOD + PIVOT + MASKED + READONLY + ROOT_READONLY
+
+
+def test_the_init_applies_the_plan_s_process_settings_not_the_config_s(bundle, monkeypatch):
+    """The process settings create checked (plan["process"]) are what the init applies: config's
+    own, here made invalid, are never parsed again (any parse of them would fail the step)."""
+    config = default_config()
+    plan = {**check_mounts(config, bundle), **check_namespaces(config, bundle)}
+    plan["process"] = dict(processplan.build(config)[0], rlimits=[[7, "RLIMIT_NOFILE", 77, 88]],
+                           user={"uid": 5, "gid": 6, "additionalGids": [9], "umask": None},
+                           noNewPrivileges=False, oomScoreAdj=None,
+                           capabilities={"bounding": [5], "effective": [5], "permitted": [5], "inheritable": [],
+                                         "ambient": []})
+    config["process"].update(rlimits="not a list", user={"uid": "x"}, capabilities=["CAP_FOO"],
+                             oomScoreAdj="high", scheduler=7, ioPriority=[], execCPUAffinity=3)
+    config["linux"].update(personality="LINUX", memoryPolicy=1)
+    rec = record_init(bundle, config, monkeypatch, plan=plan)
+    process = [str(c) for c in rec.calls if c.step == "process settings"]
+    assert "prlimit RLIMIT_NOFILE 77 88" in process and not any(line.startswith("prctl PR_SET_NO_NEW_PRIVS")
+                                                                 for line in process)
+    assert [line for line in process if line.startswith(("setgroups", "setres", "capset"))] == [
+        "setgroups 9", "setresgid 6 6 6", "setresuid 5 5 5", "capset e=CAP_KILL p=CAP_KILL i=-"]
+    dropped = [line.split()[-1] for line in process if line.startswith("prctl PR_CAPBSET_DROP")]
+    assert "CAP_KILL" not in dropped and "CAP_NET_BIND_SERVICE" in dropped
 
 
 def test_init_steps_user_namespace_config(bundle, monkeypatch):

@@ -1,12 +1,12 @@
 """linux.seccomp compilation (validation + the BPF libseccomp builds, nothing loaded) and the pure
-checks of the other process settings (ocirun.security.validate_process and its parse_* helpers)."""
+checks of the other process settings (security.validate_and_compile, ocirun.processplan's parse_* helpers)."""
 import errno
 import json
 import struct
 
 import pytest
 
-from ocirun import security
+from ocirun import processplan, security
 from ocirun.errors import ConfigError
 from ocirun.linux import syscalls
 from ocirun.linux.seccomp import compile_filter, process_state
@@ -172,7 +172,7 @@ def test_process_state_shape():
 # --- the other process settings: pure checks -----------------------------------------------------
 
 def validate(process=None, linux=None):
-    return security.validate_process({"process": process or {}, "linux": linux or {}})
+    return security.validate_and_compile({"process": process or {}, "linux": linux or {}})[0]
 
 
 def test_validate_process_accepts_a_full_config():
@@ -233,23 +233,24 @@ def test_validate_process_errors(process, linux, path):
 
 
 def test_parsed_values():
-    assert security.parse_cpu_list("0-3,7", "p") == {0, 1, 2, 3, 7}
-    assert security.parse_cpu_list("5", "p") == {5}
-    assert security.parse_io_priority({"class": "IOPRIO_CLASS_BE", "priority": 6}) == 2 << 13 | 6
-    assert security.parse_rlimits([{"type": "RLIMIT_NOFILE", "soft": 2**64 - 1, "hard": 2**64 - 1}]) == \
-        [(7, "RLIMIT_NOFILE", -1, -1)]
-    assert security.parse_memory_policy({"mode": "MPOL_INTERLEAVE", "nodes": "0-1",
-                                         "flags": ["MPOL_F_STATIC_NODES"]}) == (3 | 1 << 15, {0, 1})
-    sched = security.parse_scheduler({"policy": "SCHED_DEADLINE", "runtime": 10, "deadline": 20, "period": 30})
-    assert (sched.policy, sched.runtime, sched.deadline, sched.period) == (6, 10, 20, 30)
-    assert security.parse_exec_cpu_affinity({"initial": "", "final": "1"}) == (None, {1})
+    assert processplan.parse_cpu_list("0-3,7", "p") == {0, 1, 2, 3, 7}
+    assert processplan.parse_cpu_list("5", "p") == {5}
+    assert processplan.parse_io_priority({"class": "IOPRIO_CLASS_BE", "priority": 6}) == 2 << 13 | 6
+    assert processplan.parse_rlimits([{"type": "RLIMIT_NOFILE", "soft": 2**64 - 1, "hard": 2**64 - 1}]) == \
+        [[7, "RLIMIT_NOFILE", -1, -1]]
+    assert processplan.parse_memory_policy({"mode": "MPOL_INTERLEAVE", "nodes": "0-1",
+                                            "flags": ["MPOL_F_STATIC_NODES"]}) == [3 | 1 << 15, [0, 1]]
+    sched = processplan.parse_scheduler({"policy": "SCHED_DEADLINE", "runtime": 10, "deadline": 20, "period": 30})
+    assert (sched["policy"], sched["runtime"], sched["deadline"], sched["period"]) == (6, 10, 20, 30)
+    assert processplan.parse_exec_cpu_affinity({"initial": "", "final": "1"}) == [None, [1]]
 
 
 def test_prepare_process_settings():
     assert security.prepare_process_settings({"process": {"cwd": "/"}}) is None
     config = {"process": {}, "linux": {"seccomp": {"defaultAction": "SCMP_ACT_LOG"}}}
-    warnings, program = security.validate_and_compile(config)
+    warnings, program, settings = security.validate_and_compile(config)
     assert warnings == [] and program.bpf and len(program.bpf) % 8 == 0
+    assert settings == processplan.build(config)[0]
     wire = program.to_wire()
     assert isinstance(wire["bpf"], str)     # JSON (the bootstrap) and marshal (the exec plan) carry it
     taken = security.prepare_process_settings(config, wire)
@@ -257,8 +258,10 @@ def test_prepare_process_settings():
     # a profile without its compiled program is refused: the process would run unfiltered
     with pytest.raises(ConfigError, match=r"^linux.seccomp: the runtime sent no compiled seccomp program"):
         security.prepare_process_settings(config)
+    # the process settings are not checked again there: the runtime sent them checked, as data
+    assert security.prepare_process_settings({"process": {"oomScoreAdj": "5"}}) is None
     with pytest.raises(ConfigError, match=r"^process.oomScoreAdj: "):
-        security.prepare_process_settings({"process": {"oomScoreAdj": "5"}})
+        security.validate_and_compile({"process": {"oomScoreAdj": "5"}})
 
 
 def test_program_is_the_stub_then_libseccomps_export():
