@@ -62,8 +62,8 @@ def load_and_validate(bundle: str) -> dict:
 def load_validate_compile(bundle: str):
     """The config, checked; its seccomp profile compiled into the program the init will load
     (SeccompProgram or None): the only compile of a create; and the plan validation resolved (the
-    mounts, linux.rootfsPropagation: validate.check_mounts; the process settings:
-    processplan.build), sent to the init as data."""
+    mounts, linux.rootfsPropagation, the namespace actions: validate.validate; the process
+    settings: processplan.build), sent to the init as data."""
     from ocirun import security, spec, validate
     log.timing("create: imports (validation)")
     config = spec.load_config(bundle)
