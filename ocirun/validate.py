@@ -15,13 +15,6 @@ from ocirun.linux import mountplan, namespaces, procfs
 from ocirun.spec import json_path
 
 
-# getrlimit(2) resources; the spec says a type that cannot be mapped MUST be an error.
-RLIMITS = frozenset({
-    "RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
-    "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS",
-    "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
-})
-
 # A hook timeout is a Go time.Duration in runc: int64 nanoseconds, about 292 years.
 HOOK_TIMEOUT_MAX = (1 << 63) // 1_000_000_000
 
@@ -144,7 +137,9 @@ def check_root(config: dict, bundle: str) -> None:
 
 
 def check_process(config: dict, bundle: str) -> None:
-    """create/run need a process: args[0] is the program, cwd is absolute, rlimits are known and unique."""
+    """create/run need a process: args[0] is the program, env is NAME=VALUE, cwd is absolute. The
+    process settings (rlimits, user, capabilities, ...) are processplan.build's, which makes them
+    the plan's "process"."""
     process = config.get("process")
     if not isinstance(process, dict):
         raise ConfigError("process", "is required to create a container")
@@ -163,17 +158,6 @@ def check_process(config: dict, bundle: str) -> None:
     cwd = process.get("cwd")
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         raise ConfigError("process.cwd", f"must be an absolute path, not {cwd!r}")
-    seen = set()
-    for i, rlimit in enumerate(_list(process.get("rlimits"))):
-        kind = _dict(rlimit).get("type")
-        if kind not in RLIMITS:
-            raise ConfigError(f"process.rlimits[{i}].type", f"unknown resource limit {kind!r}")
-        if kind in seen:
-            raise ConfigError(f"process.rlimits[{i}].type", f"duplicate resource limit {kind}")
-        seen.add(kind)
-        soft, hard = rlimit.get("soft"), rlimit.get("hard")
-        if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
-            raise ConfigError(f"process.rlimits[{i}].soft", f"soft limit {soft} is above the hard limit {hard}")
 
 
 def check_hooks(config: dict, bundle: str) -> None:

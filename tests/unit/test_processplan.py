@@ -115,3 +115,16 @@ def test_the_first_bad_field_is_the_error_one_line_with_its_path():
         processplan.build({"process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2, "hard": 1}],
                                        "oomScoreAdj": 5000}})
     assert str(exc.value) == "process.rlimits[0]: soft limit 2 is greater than hard limit 1"
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"type": "RLIMIT_FOO", "soft": 1, "hard": 1}, "process.rlimits[1].type: unknown rlimit type 'RLIMIT_FOO'"),
+    ({"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1}, "process.rlimits[1].type: duplicated rlimit type RLIMIT_NOFILE"),
+    ({"type": "RLIMIT_CORE", "soft": 2048, "hard": 1024},
+     "process.rlimits[1]: soft limit 2048 is greater than hard limit 1024"),
+    ({"type": "RLIMIT_CORE", "soft": 2**64, "hard": 1}, "process.rlimits[1].soft: must be an unsigned 64-bit integer, got 18446744073709551616"),
+])
+def test_bad_rlimits(extra, message):
+    with pytest.raises(ConfigError) as exc:
+        processplan.build({"process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}, extra]}})
+    assert str(exc.value) == message

@@ -141,22 +141,6 @@ def test_process_cwd_absolute(config, bundle):
     assert error_of(v.check_process, config, bundle) == "process.cwd: must be an absolute path, not 'tmp'"
 
 
-def test_process_rlimit_unknown(config, bundle):
-    config["process"]["rlimits"].append({"type": "RLIMIT_FOO", "soft": 1, "hard": 1})
-    assert error_of(v.check_process, config, bundle) == "process.rlimits[1].type: unknown resource limit 'RLIMIT_FOO'"
-
-
-def test_process_rlimit_duplicate(config, bundle):
-    config["process"]["rlimits"].append({"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1})
-    assert error_of(v.check_process, config, bundle) == "process.rlimits[1].type: duplicate resource limit RLIMIT_NOFILE"
-
-
-def test_process_rlimit_soft_above_hard(config, bundle):
-    config["process"]["rlimits"][0]["soft"] = 2048
-    assert error_of(v.check_process, config, bundle) == \
-        "process.rlimits[0].soft: soft limit 2048 is above the hard limit 1024"
-
-
 # --- hooks and mounts ---------------------------------------------------------------------------
 
 def test_hook_path_absolute(config, bundle):
