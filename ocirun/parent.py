@@ -64,14 +64,14 @@ def load_validate_compile(bundle: str):
     (SeccompProgram or None): the only compile of a create; and the plan validation resolved (the
     mounts, linux.rootfsPropagation, the namespace actions: validate.validate; the process
     settings: processplan.build), sent to the init as data."""
-    from ocirun import security, spec, validate
+    from ocirun import processplan, spec, validate
     log.timing("create: imports (validation)")
     config = spec.load_config(bundle)
     log.timing("create: config.json read")
     spec.validate_schema(config)
     log.timing("create: validation (schema)")
     plan = validate.validate(config, bundle)
-    warnings, seccomp_program, plan["process"] = security.validate_and_compile(config)
+    warnings, seccomp_program, plan["process"] = processplan.validate_and_compile(config)
     for warning in warnings:
         log.warning(warning)
     log.timing("create: validation (semantic)")

@@ -3,8 +3,8 @@
 The process settings are checked once by the runtime (`create`, `exec`), on the host, into plan
 data (ocirun/processplan.py: settings = boot["plan"]["process"], the exec message's plan["process"]);
 nothing here parses config.json's process settings again. The runtime also compiles the profile:
-    warnings, program, settings = validate_and_compile(config)   # program: SeccompProgram or None
-and sends settings and program.to_wire() along. The container init calls, before pivot_root (host
+    warnings, program, settings = processplan.validate_and_compile(config)   # program: SeccompProgram or None
+and sends settings and program.to_wire() along (the runtime does not import this module). The container init calls, before pivot_root (host
 /proc in view):
     seccomp_filter = prepare_process_settings(config, wire)   # host reads, the program to load, or None
 and after pivot_root (pid 1 of its pid namespace, still root with every capability):
@@ -27,8 +27,8 @@ import _signal as signal  # the C module: signal imports enum (~4 ms of the init
 
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.linux import capabilities, lsm, procfs, syscalls
-# ocirun.linux.seccomp is imported only for a config with a profile (validate_and_compile,
-# prepare_process_settings: both before the init and the exec helper seal their imports)
+# ocirun.linux.seccomp is imported only for a config with a profile (prepare_process_settings,
+# before the init and the exec helper seal their imports)
 
 # --- rlimits -------------------------------------------------------------------------------------
 
@@ -267,22 +267,6 @@ def reset_signals() -> None:
 
 
 # --- the whole sequence --------------------------------------------------------------------------
-
-def validate_and_compile(config: dict) -> "tuple[list[str], SeccompProgram | None, dict]":
-    """The runtime's one pass (create, on the host): the process settings checked into plan data
-    (processplan.build), the host's LSMs checked against the labels asked for, and the seccomp
-    profile compiled into the program the process will load (the one compile of a create:
-    libseccomp is dlopen()ed by the runtime only). Returns (warnings, program or None, settings)."""
-    from ocirun import processplan     # the runtime's side only: the init and exec helper never parse
-    settings, warnings = processplan.build(config)
-    lsm.validate_lsm(config)     # a host check: apparmorProfile, selinuxLabel, mountLabel need the LSM
-    seccomp = (config.get("linux") or {}).get("seccomp")
-    if seccomp is None:
-        return warnings, None, settings
-    from ocirun.linux.seccomp import compile_filter
-    with compile_filter(seccomp) as built:
-        return warnings, built.program(), settings
-
 
 def prepare_process_settings(config: dict, seccomp_wire: dict | None = None) -> "SeccompProgram | None":
     """Run in the init (and the exec helper) BEFORE it enters the rootfs (pivot_root): reads what

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ocirun import security
+from ocirun import processplan
 from tests.conftest import base_config
 
 pytestmark = pytest.mark.root
@@ -48,7 +48,7 @@ def loaded_filter(pid: int) -> bytes:
 
 
 def compiled(profile: dict) -> bytes:
-    return security.validate_and_compile({"process": {}, "linux": {"seccomp": profile}})[1].bpf
+    return processplan.validate_and_compile({"process": {}, "linux": {"seccomp": profile}})[1].bpf
 
 
 @pytest.mark.parametrize("profile", [PROFILE, DEFAULT_ALLOW], ids=["enosys-stub", "allow-default"])
@@ -93,7 +93,7 @@ security.set_no_new_privs()
 security.load_seccomp_late(program)
 with open("/proc/self/maps") as f:
     print("libseccomp" in f.read())
-""" % (PROFILE, security.validate_and_compile({"process": {}, "linux": {"seccomp": PROFILE}})[1].to_wire())
+""" % (PROFILE, processplan.validate_and_compile({"process": {}, "linux": {"seccomp": PROFILE}})[1].to_wire())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert out.returncode == 0, out.stderr

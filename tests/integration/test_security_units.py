@@ -138,7 +138,7 @@ def test_full_settings_as_non_root_user_with_no_new_privs():
     config = full_config()
 
     def child():
-        filt = security.prepare_process_settings(config, security.validate_and_compile(config)[1].to_wire())
+        filt = security.prepare_process_settings(config, processplan.validate_and_compile(config)[1].to_wire())
         outcome = security.apply_process_settings(config, settings_of(config), seccomp_filter=filt)
         before = status_report()["Seccomp"]
         security.load_seccomp_late(filt)

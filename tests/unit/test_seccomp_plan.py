@@ -1,5 +1,5 @@
 """linux.seccomp compilation (validation + the BPF libseccomp builds, nothing loaded) and the pure
-checks of the other process settings (security.validate_and_compile, ocirun.processplan's parse_* helpers)."""
+checks of the other process settings (processplan.validate_and_compile, ocirun.processplan's parse_* helpers)."""
 import errno
 import json
 import struct
@@ -172,7 +172,7 @@ def test_process_state_shape():
 # --- the other process settings: pure checks -----------------------------------------------------
 
 def validate(process=None, linux=None):
-    return security.validate_and_compile({"process": process or {}, "linux": linux or {}})[0]
+    return processplan.validate_and_compile({"process": process or {}, "linux": linux or {}})[0]
 
 
 def test_validate_process_accepts_a_full_config():
@@ -248,7 +248,7 @@ def test_parsed_values():
 def test_prepare_process_settings():
     assert security.prepare_process_settings({"process": {"cwd": "/"}}) is None
     config = {"process": {}, "linux": {"seccomp": {"defaultAction": "SCMP_ACT_LOG"}}}
-    warnings, program, settings = security.validate_and_compile(config)
+    warnings, program, settings = processplan.validate_and_compile(config)
     assert warnings == [] and program.bpf and len(program.bpf) % 8 == 0
     assert settings == processplan.build(config)[0]
     wire = program.to_wire()
@@ -261,7 +261,7 @@ def test_prepare_process_settings():
     # the process settings are not checked again there: the runtime sent them checked, as data
     assert security.prepare_process_settings({"process": {"oomScoreAdj": "5"}}) is None
     with pytest.raises(ConfigError, match=r"^process.oomScoreAdj: "):
-        security.validate_and_compile({"process": {"oomScoreAdj": "5"}})
+        processplan.validate_and_compile({"process": {"oomScoreAdj": "5"}})
 
 
 def test_program_is_the_stub_then_libseccomps_export():
