@@ -7,6 +7,11 @@
 # OCIRUN_SKIP_CHURN=1 the churn test (for a quick local run); CI runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The runtime keeps the shared `ocirun` parent cgroups it makes (README); every lane here makes
+# containers, so those made by this run are removed when it ends, however it ends.
+parents_before=$(mktemp)
+/usr/bin/python3 -m tests.leftovers parents > "$parents_before"
+trap '/usr/bin/python3 -m tests.leftovers remove-parents "$parents_before"; rm -f "$parents_before"' EXIT
 bash scripts/setup.sh
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@" || status=1

@@ -25,6 +25,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_root)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_parent_cgroups_left():
+    """The `ocirun` parent cgroups this session's containers made go when it ends, failed or not
+    (the runtime keeps them on purpose: see tests/leftovers.py)."""
+    if not IS_ROOT:
+        yield
+        return
+    from tests import leftovers
+    before = leftovers.ocirun_parent_cgroups()
+    yield
+    leftovers.remove_new_parent_cgroups(before)
+
+
 @pytest.fixture(scope="session")
 def rootfs_dir():
     """A busybox rootfs, built once per session by the same script the README uses."""

@@ -38,6 +38,26 @@ def test_the_leftover_check_sees_a_live_container_s_cgroup(ocirun):
     assert _cgroup_dirs(cid) == []
 
 
+def test_the_parent_cgroups_a_run_made_are_removed_and_one_in_use_is_kept(ocirun):
+    """What conftest's session fixture and scripts/test.sh do at the end of a run."""
+    from tests import leftovers
+    before = leftovers.ocirun_parent_cgroups()
+    for parent in sorted(before):       # empty ones (earlier tests'): the create below must make its own
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass
+    before = leftovers.ocirun_parent_cgroups()
+    cid = new_id()
+    ocirun("create", "-b", ocirun.bundle(base_config(["sleep", "100"])), cid, check=True)
+    made = leftovers.ocirun_parent_cgroups() - before
+    assert made, "the runtime made no ocirun parent cgroup"
+    assert set(leftovers.remove_new_parent_cgroups(before)) == made     # in use: EBUSY, kept
+    ocirun("delete", "--force", cid, check=True)
+    assert leftovers.remove_new_parent_cgroups(before) == []
+    assert leftovers.ocirun_parent_cgroups() == before
+
+
 class Snapshot:
     """What the host looks like before an operation that must fail without a trace."""
 
