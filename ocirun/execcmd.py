@@ -146,6 +146,7 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
     # (config.md: MUST warn, SHOULD NOT fail).
     from ocirun import processplan
     settings, warnings = processplan.build(config)
+    program = processplan.compile_seccomp(config)
     for warning in warnings:
         log.warning(warning)
 
@@ -170,7 +171,7 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
                 console_parent, csock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             send_fds.append(csock.detach())
         plan = {"type": protocol.EXEC, "config": config, "process": settings, "ns": ns_kinds, "console": tty,
-                "preserve_fds": preserve, "debug": log.is_debug(), "seccomp": compile_seccomp(config)}
+                "preserve_fds": preserve, "debug": log.is_debug(), "seccomp": program.to_wire() if program is not None else None}
         if host_console is not None:
             # our own terminal: the pty is set up as ttyproxy.prepare() does, before the program runs
             plan["foreground_tty"] = {"size": ttyproxy.host_size(host_console)}
@@ -180,17 +181,6 @@ def _send_plan(g, opts: dict, cid: str, args: list[str], preserve: int, sync: _s
         for fd in send_fds:
             os.close(fd)
     return state, config, host_console, console_parent
-
-
-def compile_seccomp(config: dict) -> dict | None:
-    """The container's seccomp profile as the program X loads (SeccompProgram.to_wire()), built
-    here so that the helper never loads libseccomp."""
-    seccomp = config["linux"].get("seccomp")
-    if seccomp is None:
-        return None
-    from ocirun.linux.seccomp import compile_filter
-    with compile_filter(seccomp) as built:
-        return built.program().to_wire()
 
 
 # --- the process -----------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ OCI_VERSION_MAX = "1.3.0"
 
 
 def mount_options() -> list[str]:
-    from ocirun.linux import mounts
-    names = set(mounts.FLAGS) | set(mounts.PROPAGATION) | set(mounts.REC_ATTRS) | set(mounts.EXTENSIONS)
+    from ocirun.linux import mountplan
+    names = (set(mountplan.FLAGS) | set(mountplan.PROPAGATION) | set(mountplan.REC_ATTRS)
+             | set(mountplan.EXTENSIONS))
     return sorted(names)
 
 

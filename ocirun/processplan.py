@@ -315,9 +315,16 @@ def validate_and_compile(config: dict) -> "tuple[list[str], SeccompProgram | Non
     from ocirun.linux import lsm    # (ctypes, through syscalls: not at import, for exec's parent)
     settings, warnings = build(config)
     lsm.validate_lsm(config)     # a host check: apparmorProfile, selinuxLabel, mountLabel need the LSM
+    return warnings, compile_seccomp(config), settings
+
+
+def compile_seccomp(config: dict) -> "SeccompProgram | None":
+    """linux.seccomp as the program the process loads (SeccompProgram; to_wire() for the message),
+    or None without a profile: compiled by the runtime (create, exec), so that neither the init nor
+    the exec helper loads libseccomp."""
     seccomp = (config.get("linux") or {}).get("seccomp")
     if seccomp is None:
-        return warnings, None, settings
+        return None
     from ocirun.linux.seccomp import compile_filter
     with compile_filter(seccomp) as built:
-        return warnings, built.program(), settings
+        return built.program()

@@ -4,8 +4,8 @@ The process settings are checked once by the runtime (`create`, `exec`), on the 
 data (ocirun/processplan.py: settings = boot["plan"]["process"], the exec message's plan["process"]);
 nothing here parses config.json's process settings again. The runtime also compiles the profile:
     warnings, program, settings = processplan.validate_and_compile(config)   # program: SeccompProgram or None
-and sends settings and program.to_wire() along (the runtime does not import this module). The container init calls, before pivot_root (host
-/proc in view):
+and sends settings and program.to_wire() along (the runtime does not import this module). The
+container init calls, before pivot_root (host /proc in view):
     seccomp_filter = prepare_process_settings(config, wire)   # host reads, the program to load, or None
 and after pivot_root (pid 1 of its pid namespace, still root with every capability):
     outcome = apply_process_settings(config, settings, seccomp_filter=seccomp_filter,

@@ -200,19 +200,18 @@ def check_mounts(config: dict, bundle: str) -> dict:
 def check_namespaces(config: dict, bundle: str) -> dict:
     """Types known and once each, paths absolute; the namespace actions for the init:
     {"namespaces": namespaces.plan(...)}."""
+    entries = [_dict(ns) for ns in _list(_linux(config).get("namespaces"))]
+    actions = namespaces.plan(entries)      # an unknown type is refused there
     seen = set()
-    for i, ns in enumerate(_list(_linux(config).get("namespaces"))):
-        ns = _dict(ns)
+    for i, ns in enumerate(entries):
         kind = ns.get("type")
-        if kind not in namespaces.TYPES:
-            raise ConfigError(f"linux.namespaces[{i}].type", f"unknown namespace type {kind!r}")
         if kind in seen:
             raise ConfigError(f"linux.namespaces[{i}].type", f"duplicate namespace type {kind!r}")
         seen.add(kind)
         path = ns.get("path")
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise ConfigError(f"linux.namespaces[{i}].path", f"must be an absolute path, not {path!r}")
-    return {"namespaces": namespaces.plan(_list(_linux(config).get("namespaces")))}
+    return {"namespaces": actions}
 
 
 def check_uts_names(config: dict, bundle: str) -> None:

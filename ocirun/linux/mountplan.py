@@ -150,7 +150,8 @@ def parse_options(options: list[str]) -> MountOptions:
 
 
 def _clean(path: str) -> str:
-    """Lexically cleaned absolute path: `a/../b//c/` -> `/b/c` (as safepath.clean, which the init uses)."""
+    """Lexically cleaned absolute path: `a/../b//c/` -> `/b/c`. safepath.clean's one line, restated:
+    create does not otherwise load safepath (~0.27 ms of an import)."""
     return os.path.normpath("/" + path).replace("//", "/")
 
 

@@ -24,10 +24,8 @@ from ocirun.linux.cgroups import mount as cgroupmount
 from ocirun.linux import syscalls as sc
 
 
-# The option tables and their parsing are the plan's (create resolves every mount once); the names
-# stay importable from here.
-from ocirun.linux.mountplan import (EXTENSIONS, FLAGS, PROPAGATION, REC_ATTRS,  # noqa: F401
-                                    MountOptions, parse_options)
+# The option tables and their parsing are the plan's (create resolves every mount once).
+from ocirun.linux.mountplan import MountOptions, parse_options
 
 
 def bind_attrs(o: MountOptions) -> tuple[int, int]:

@@ -33,7 +33,7 @@ def bind_requests(plan_mounts: list) -> list:
 
 def wanted(plan_mounts: list) -> bool:
     """Whether the plan has a bind mount (the init then asks for the trees)."""
-    return any(m["options"]["flags"] & sc.MS_BIND for m in plan_mounts)
+    return bool(bind_requests(plan_mounts))
 
 
 def wants_host_peer(req) -> bool:
@@ -43,9 +43,8 @@ def wants_host_peer(req) -> bool:
 
 
 def host_peers_wanted(plan_mounts: list) -> bool:
-    """Stage 1: whether some bind of the plan asks to be shared (wants_host_peer)."""
-    return any(m["options"]["flags"] & sc.MS_BIND and any(p & sc.MS_SHARED for p in m["options"]["propagation"])
-               for m in plan_mounts)
+    """Stage 1: whether some bind of the plan asks to be shared."""
+    return any(wants_host_peer(req) for req in mounts.requests(plan_mounts))
 
 
 def clone_in_runtime_ns(req, runtime_mntns: int) -> int:

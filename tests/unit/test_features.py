@@ -108,7 +108,7 @@ def test_versions(doc):
 
 
 def test_every_mount_option_parses_as_a_flag_not_as_filesystem_data(doc):
-    from ocirun.linux.mounts import parse_options
+    from ocirun.linux.mountplan import parse_options
     assert doc["mountOptions"] == sorted(set(doc["mountOptions"]))
     for name in doc["mountOptions"]:
         assert parse_options([name]).data == [], f"{name} would be passed to the filesystem as data"

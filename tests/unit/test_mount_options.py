@@ -9,8 +9,8 @@ from ocirun.errors import ConfigError
 from ocirun.linux import mountplan, mounts
 from ocirun.linux import syscalls as sc
 from ocirun.linux import safepath
-from ocirun.linux.mountplan import resolve_mount, root_propagation
-from ocirun.linux.mounts import MountRequest, bind_attrs, parse_options
+from ocirun.linux.mountplan import parse_options, resolve_mount, root_propagation
+from ocirun.linux.mounts import MountRequest, bind_attrs
 
 
 def test_plain_flags():
@@ -103,7 +103,7 @@ def test_every_option_runc_lists_is_known():
     if not shutil.which("runc"):
         pytest.skip("runc not installed")
     names = json.loads(subprocess.run(["runc", "features"], capture_output=True, check=True).stdout)["mountOptions"]
-    known = set(mounts.FLAGS) | set(mounts.PROPAGATION) | set(mounts.REC_ATTRS) | set(mounts.EXTENSIONS)
+    known = set(mountplan.FLAGS) | set(mountplan.PROPAGATION) | set(mountplan.REC_ATTRS) | set(mountplan.EXTENSIONS)
     assert set(names) - known == set()
     for name in names:
         assert parse_options([name]).data == []
